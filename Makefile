@@ -1,0 +1,39 @@
+# Each target creates .venv when missing and installs the project into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= out
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: demo test ui bench docs lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	$(BIN)/prisonhealth refresh --landing data/sample --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+ui: $(STAMP)
+	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	PRISONHEALTH_LANDING=$${PRISONHEALTH_LANDING:-data/sample} PRISONHEALTH_OUT=$${PRISONHEALTH_OUT:-$(OUT)} \
+		$(BIN)/dagster dev -m pipelines.definitions
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+docs: $(STAMP)
+	$(BIN)/prisonhealth docs
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,92 @@
+"""Validation assets: `conformed.<source>` per month, the quarantine, and the blocking checks.
+
+Each month's raw rows are judged by the contract's rules (pipelines.validation),
+valid rows are typed and linked to their reception, the rest are quarantined,
+and the Great Expectations suite of the source reports the month. The check
+`<source>_rows_are_valid` blocks the month's indicators when its file was
+rejected or too many rows were set aside.
+"""
+
+
+import dagster as dg
+
+from pipelines import contract, expectations, validation
+from pipelines.partitions import MONTHS
+from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
+
+
+def check_name(table: contract.Table) -> str:
+    return f"{table.name}_rows_are_valid"
+
+
+def verdict(status: str | None, outcome: validation.MonthOutcome | None, threshold: float):
+    """(passed, severity, description) of a month's check: the blocking policy in one place."""
+    if status == "rejected":
+        return False, dg.AssetCheckSeverity.ERROR, "the file was rejected"
+    if status is None or outcome is None:
+        return True, dg.AssetCheckSeverity.WARN, "no file delivered for this month yet"
+    share = outcome.quarantined_share
+    if share > threshold:
+        return False, dg.AssetCheckSeverity.ERROR, f"{share:.1%} of rows quarantined (limit {threshold:.0%})"
+    if outcome.rows_quarantined:
+        return False, dg.AssetCheckSeverity.WARN, f"{share:.2%} of rows quarantined (limit {threshold:.0%})"
+    return True, dg.AssetCheckSeverity.WARN, "every row conformed"
+
+
+def conformed_source_asset(table: contract.Table) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["conformed", table.name])
+    # No dependency on the receptions' month: whichever of the two runs last sets the links.
+    deps = [dg.AssetKey(["raw", table.name]), dg.AssetKey(["conformed", "prisons"])]
+
+    @dg.asset(
+        key=key,
+        partitions_def=MONTHS,
+        group_name="validation",
+        kinds={"duckdb", "great_expectations"},
+        deps=deps,
+        check_specs=[dg.AssetCheckSpec(check_name(table), asset=key, blocking=True,
+                                       description="Rows of the month's file conform to the data contract; "
+                                       "blocks the month when the file was rejected or too many rows are "
+                                       "quarantined.")],
+        description=f"{table.description} Typed, valid rows only, keyed by person_key"
+        + (", linked to their reception." if table.links_to_reception else "."),
+    )
+    def conformed_source(context: dg.AssetExecutionContext, settings: PrisonHealthSettings, warehouse: Warehouse):
+        month = context.partition_key
+        with warehouse.get_connection() as conn:
+            load = conn.execute("SELECT status, file FROM quality.file_loads WHERE source = ? AND month = ?",
+                                [table.name, month]).fetchone()
+            status = load[0] if load else None
+            outcome, later = None, []
+            if status not in (None, "rejected"):
+                with transaction(conn):
+                    outcome, later = validation.validate_partition(conn, table, month)
+                prisons = [r[0] for r in conn.execute("SELECT prison_code FROM conformed.prisons").fetchall()]
+        results = []
+        if outcome is not None and outcome.rows_read:
+            results = expectations.run_suite(table, outcome.judged, month, prisons)
+        passed, severity, description = verdict(status, outcome, settings.threshold)
+        counts = outcome.by_reason if outcome else {}
+        yield dg.MaterializeResult(metadata={
+            "dagster/row_count": outcome.rows_loaded if outcome else 0,
+            "rows read": outcome.rows_read if outcome else 0,
+            "rows quarantined": outcome.rows_quarantined if outcome else 0,
+            "file status": status or "missing",
+            "later months revalidated": ", ".join(later) or "none",
+        })
+        yield dg.AssetCheckResult(
+            check_name=check_name(table),
+            passed=passed,
+            severity=severity,
+            description=description,
+            metadata={
+                "rows quarantined by reason": {r: counts.get(r, 0) for r in contract.REASONS},
+                "failing expectations": dg.MetadataValue.md(expectations.failing_table_markdown(results)),
+                "expectations evaluated": len(results),
+            },
+        )
+
+    return conformed_source
+
+
+CONFORMED_ASSETS = [conformed_source_asset(t) for t in contract.SOURCES]

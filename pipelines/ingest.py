@@ -1,0 +1,121 @@
+"""Landing a file in the warehouse: raw rows as delivered, malformed records aside, one file_loads row.
+
+Each load is delete-then-insert for its (source, month) so a revised extract
+replaces exactly its partition, and an unchanged file (same sha256 as the one
+loaded) is not read again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines import contract, landing
+from pipelines.pseudonymise import Pseudonymiser
+
+
+@dataclass
+class FileOutcome:
+    source: str
+    month: str | None
+    file: str | None
+    status: str  # loaded | unchanged | rejected | missing
+    rows_read: int = 0
+    message: str = ""
+
+    def line(self) -> str:
+        where = f"{self.source}/{self.month}" if self.month else self.source
+        return f"{where}: {self.status}" + (f" ({self.message})" if self.message else "")
+
+
+def _month_filter(column: str, month: str | None) -> tuple[str, list]:
+    return (f"{column} = ?", [month]) if month else (f"{column} IS NULL", [])
+
+
+def file_for(landing_dir: Path, table: contract.Table, month: str | None) -> Path | None:
+    if month is None:
+        return landing.reference_file(landing_dir, table.name)
+    return landing.month_files(landing_dir, table.name).get(month)
+
+
+def previous_load(conn, table: contract.Table, month: str | None):
+    where, params = _month_filter("month", month)
+    return conn.execute(
+        f"SELECT sha256, status FROM quality.file_loads WHERE source = ? AND {where}", [table.name, *params]
+    ).fetchone()
+
+
+def ingest(conn: duckdb.DuckDBPyConnection, landing_dir: Path, table: contract.Table, month: str | None,
+           pseudonymiser: Pseudonymiser, force: bool = False) -> FileOutcome:
+    """Load one landing file (a source month, or a reference table when month is None).
+
+    The caller owns the transaction. Returns what happened; never raises for bad input.
+    """
+    path = file_for(Path(landing_dir), table, month)
+    if path is None:
+        return FileOutcome(table.name, month, None, "missing", message="no file delivered")
+    relative = f"{path.parent.name}/{path.name}"
+    sha = landing.sha256_of(path)
+    before = previous_load(conn, table, month)
+    if before and before[0] == sha and before[1] != "rejected" and not force:
+        where, params = _month_filter("month", month)
+        conn.execute(f"UPDATE quality.file_loads SET status = 'unchanged' WHERE source = ? AND {where}",
+                     [table.name, *params])
+        return FileOutcome(table.name, month, relative, "unchanged")
+    _clear(conn, table, month)
+    try:
+        read = landing.read_file(path, table, pseudonymiser)
+    except landing.FileRejected as rejection:
+        _record(conn, table, month, relative, sha, "rejected", 0, str(rejection))
+        return FileOutcome(table.name, month, relative, "rejected", message=str(rejection))
+    _insert_raw(conn, table, month, relative, read)
+    _record(conn, table, month, relative, sha, "loaded", read.rows_read, read.message)
+    return FileOutcome(table.name, month, relative, "loaded", read.rows_read, read.message)
+
+
+def _clear(conn, table: contract.Table, month: str | None) -> None:
+    """Forget everything previously loaded from this source month."""
+    if table.is_event:
+        conn.execute(f"DELETE FROM raw.{table.name} WHERE source_month = ?", [month])
+        conn.execute(f"DELETE FROM conformed.{table.name} WHERE source_month = ?", [month])
+    else:
+        conn.execute(f"DELETE FROM raw.{table.name}")
+        conn.execute(f"DELETE FROM conformed.{table.name}")
+    where, params = _month_filter("month", month)
+    conn.execute(f"DELETE FROM raw.malformed_records WHERE source = ? AND {where}", [table.name, *params])
+    conn.execute(f"DELETE FROM quality.quarantine WHERE source = ? AND {where}", [table.name, *params])
+    conn.execute(f"DELETE FROM quality.summary WHERE source = ? AND {where}", [table.name, *params])
+
+
+def _record(conn, table, month, relative, sha, status, rows_read, message) -> None:
+    where, params = _month_filter("month", month)
+    conn.execute(f"DELETE FROM quality.file_loads WHERE source = ? AND {where}", [table.name, *params])
+    conn.execute(
+        "INSERT INTO quality.file_loads VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+        [table.name, month, relative, sha, status, rows_read, message, datetime.now().replace(microsecond=0)],
+    )
+
+
+def _insert_raw(conn, table: contract.Table, month: str | None, relative: str, read: landing.FileRead) -> None:
+    n = read.rows_split
+    columns = dict(read.columns)
+    if table.is_event:
+        columns["source_month"] = [month] * n
+    columns["source_file"] = [relative] * n
+    arrow = pa.table({k: pa.array(v, type=pa.int32() if k == "source_line" else pa.string())
+                      for k, v in columns.items()})
+    names = ", ".join(f'"{c}"' for c in arrow.column_names)
+    conn.register("incoming_rows", arrow)
+    try:
+        conn.execute(f"INSERT INTO raw.{table.name} ({names}) SELECT {names} FROM incoming_rows")
+    finally:
+        conn.unregister("incoming_rows")
+    if read.malformed:
+        conn.executemany(
+            "INSERT INTO raw.malformed_records VALUES (?, ?, ?, ?, ?, ?)",
+            [(table.name, month, relative, m.line, m.detail, m.original_row) for m in read.malformed],
+        )

@@ -1,0 +1,150 @@
+"""A refresh: the same Dagster jobs the UI runs, executed in-process for a range of months.
+
+Order matters and is fixed here: the reference tables, then every source month
+(ascending, so the earliest row keeps a duplicated id), then the indicator
+months (each reads its neighbours), then the publication assets once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from pipelines import settings
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+log = logging.getLogger("prisonhealth.refresh")
+
+
+@dataclass
+class RefreshReport:
+    months: list[str]
+    seconds: float = 0.0
+    runs_failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    files: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        if self.runs_failed:
+            return 1
+        if self.rejected or self.blocked:
+            return 2
+        return 0
+
+
+def months_in_range(available: list[str], spec: str | None) -> list[str]:
+    """Months to run: all available, or those inside `YYYY-MM:YYYY-MM` (either end may be open)."""
+    if not spec:
+        return available
+    start, _, end = spec.partition(":")
+    end = end or (start if ":" not in spec else "")
+    return [m for m in available if (not start or m >= start) and (not end or m <= end)]
+
+
+def _instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def _record_run(result, name: str, report: RefreshReport) -> None:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            text = error.to_string() if error else event.message
+            if "DagsterAssetCheckFailedError" in text:
+                report.blocked.append(f"{name}: {event.step_key}")
+                log.warning("%s: blocking check failed in %s", name, event.step_key)
+            else:
+                report.runs_failed.append(f"{name}: {event.step_key}")
+                log.error("%s: step %s failed\n%s", name, event.step_key, text)
+
+
+def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
+                progress: Callable[[str], None] = print) -> RefreshReport:
+    """Run the pipeline for the chosen months; never raises for bad input."""
+    from pipelines.definitions import build_definitions
+
+    os.environ["PRISONHEALTH_LANDING"] = str(landing)
+    os.environ["PRISONHEALTH_OUT"] = str(out)
+    started = time.monotonic()
+    available = settings.months_in_landing(landing)
+    months = months_in_range(available, months_spec)
+    report = RefreshReport(months)
+    defs = build_definitions()
+    instance = _instance()
+
+    def run(job_name: str, label: str, **kwargs) -> None:
+        try:
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, **kwargs)
+            _record_run(result, label, report)
+        except Exception:  # noqa: BLE001 - recorded in the log file, reported by exit code
+            report.runs_failed.append(label)
+            log.error("%s raised\n%s", label, traceback.format_exc())
+
+    progress("reference tables")
+    run("reference_job", "reference")
+    for i, month in enumerate(months, start=1):
+        progress(f"[{i}/{len(months)}] sources {month}")
+        run("ingest_job", f"sources {month}", partition_key=month)
+    for job_name, label, partitioned in downstream_jobs(defs, available, months):
+        for key in partitioned:
+            progress(f"{label} {key}")
+            run(job_name, f"{label} {key}", partition_key=key)
+        if not partitioned:
+            progress(label)
+            run(job_name, label)
+    report.seconds = time.monotonic() - started
+    _summarise(out / "warehouse.duckdb", months, report)
+    return report
+
+
+def indicator_months(available: list[str], months: list[str]) -> list[str]:
+    """The months to (re)compute: those refreshed and the two before them, whose windows
+    reach into the refreshed months and which may stop being provisional."""
+    if not months:
+        return []
+    before = [m for m in available if m < months[0]][-2:]
+    return before + months
+
+
+def downstream_jobs(defs: dg.Definitions, available: list[str], months: list[str]):
+    """The jobs after ingest that this code location has, in order, with their partitions."""
+    names = {job.name for job in defs.resolve_all_job_defs()}
+    jobs = []
+    if "indicators_job" in names:
+        jobs.append(("indicators_job", "indicators", indicator_months(available, months)))
+    if "publication_job" in names:
+        jobs.append(("publication_job", "publication", []))
+    return jobs
+
+
+def _summarise(warehouse_path: Path, months: list[str], report: RefreshReport) -> None:
+    if not warehouse_path.exists():
+        return
+    with duckdb.connect(str(warehouse_path), read_only=True) as conn:
+        rows = conn.execute("""
+            SELECT status, count(*), sum(rows_read), sum(rows_loaded), sum(rows_quarantined)
+            FROM quality.file_loads WHERE month IS NULL OR list_contains(?, month) GROUP BY status
+        """, [months]).fetchall()
+        report.files = {status: n for status, n, *_ in rows}
+        report.rows = {
+            "read": sum(r[2] or 0 for r in rows),
+            "loaded": sum(r[3] or 0 for r in rows),
+            "quarantined": sum(r[4] or 0 for r in rows),
+        }
+        report.rejected = conn.execute("""
+            SELECT file, message FROM quality.file_loads
+            WHERE status = 'rejected' AND (month IS NULL OR list_contains(?, month)) ORDER BY file
+        """, [months]).fetchall()
