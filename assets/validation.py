@@ -62,8 +62,11 @@ def conformed_source_asset(table: contract.Table) -> dg.AssetsDefinition:
                 with transaction(conn):
                     outcome, later = validation.validate_partition(conn, table, month)
                 prisons = [r[0] for r in conn.execute("SELECT prison_code FROM conformed.prisons").fetchall()]
+        # The suite runs on the rows the SQL rules set aside: valid rows meet every expectation
+        # (tests/test_expectations.py proves the two agree row for row), so this gives the same
+        # report as the whole month at a fraction of the cost of GX on a national month.
         results = []
-        if outcome is not None and outcome.rows_read:
+        if outcome is not None and len(outcome.judged):
             results = expectations.run_suite(table, outcome.judged, month, prisons)
         passed, severity, description = verdict(status, outcome, settings.threshold)
         counts = outcome.by_reason if outcome else {}

@@ -138,8 +138,8 @@ def run_suite(table: contract.Table, frame: pd.DataFrame, month: str | None, pri
         end = pd.Timestamp(start) + pd.offsets.MonthBegin(1) - pd.Timedelta(seconds=1)
         parameters |= {"month_start": pd.Timestamp(start), "month_last_second": end}
     suite = gx.ExpectationSuite(**load_suite(table))
-    result = batch.validate(suite, expectation_parameters=parameters,
-                            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["source_line"]})
+    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": ["source_line"]}
+    result = batch.validate(suite, expectation_parameters=parameters, result_format=result_format)
     rows = []
     for item in result.results:
         config = item.expectation_config
@@ -159,6 +159,8 @@ def run_suite(table: contract.Table, frame: pd.DataFrame, month: str | None, pri
 
 
 def failing_table_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "No row failed the contract's rules."
     failing = [r for r in rows if not r["success"]]
     if not failing:
         return f"All {len(rows)} expectations met."

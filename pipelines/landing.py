@@ -63,7 +63,7 @@ class FileRead:
         parts = list(self.notes)
         if self.extra_columns:
             parts.insert(0, "extra columns ignored: " + ", ".join(self.extra_columns))
-        return "; ".join(parts)
+        return mask_nhs_numbers("; ".join(parts))
 
 
 def sha256_of(path: Path) -> str:

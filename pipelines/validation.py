@@ -222,10 +222,12 @@ def _month_filter(column: str, month: str | None) -> str:
 
 
 def validate(conn: duckdb.DuckDBPyConnection, table: contract.Table, month: str | None,
-             keep_judged: bool = False) -> MonthOutcome:
+             keep_judged: str | None = None) -> MonthOutcome:
     """Rebuild the conformed rows, quarantine and summary of one source month (or reference table).
 
-    The caller owns the transaction: delete-then-insert is only idempotent inside one.
+    keep_judged ("all" or "failing") returns those judged rows as a DataFrame for the
+    Great Expectations report. The caller owns the transaction: delete-then-insert is
+    only idempotent inside one.
     """
     name = table.name
     conn.execute(f"CREATE OR REPLACE TEMP TABLE judged AS {judge_sql(table, month)}")
@@ -260,7 +262,10 @@ def validate(conn: duckdb.DuckDBPyConnection, table: contract.Table, month: str 
         UPDATE quality.file_loads SET rows_loaded = ?, rows_quarantined = ?
         WHERE source = ? AND {_month_filter('month', month)} AND status <> 'rejected'
     """, [loaded, quarantined, name])
-    judged = conn.execute("SELECT * EXCLUDE (original_row) FROM judged").df() if keep_judged else None
+    judged = None
+    if keep_judged:
+        where = "WHERE reason IS NOT NULL" if keep_judged == "failing" else ""
+        judged = conn.execute(f"SELECT * EXCLUDE (original_row) FROM judged {where}").df()
     conn.execute("DROP TABLE judged")
     return MonthOutcome(name, month, loaded, quarantined, counts, judged)
 
@@ -335,7 +340,7 @@ def validate_partition(conn, table: contract.Table, month: str) -> tuple[MonthOu
     and reception links are refreshed (new receptions can change the link of any
     later event). Returns the month's outcome and the later months revalidated.
     """
-    outcome = validate(conn, table, month, keep_judged=True)
+    outcome = validate(conn, table, month, keep_judged="failing")
     later = months_affected_by_duplicates(conn, table, month)
     for other in later:
         validate(conn, table, other)
