@@ -61,13 +61,6 @@ def conformed_source_asset(table: contract.Table) -> dg.AssetsDefinition:
             if status not in (None, "rejected"):
                 with transaction(conn):
                     outcome, later = validation.validate_partition(conn, table, month)
-                prisons = [r[0] for r in conn.execute("SELECT prison_code FROM conformed.prisons").fetchall()]
-        # The suite runs on the rows the SQL rules set aside: valid rows meet every expectation
-        # (tests/test_expectations.py proves the two agree row for row), so this gives the same
-        # report as the whole month at a fraction of the cost of GX on a national month.
-        results = []
-        if outcome is not None and len(outcome.judged):
-            results = expectations.run_suite(table, outcome.judged, month, prisons)
         passed, severity, description = verdict(status, outcome, settings.threshold)
         counts = outcome.by_reason if outcome else {}
         yield dg.MaterializeResult(metadata={
@@ -84,8 +77,8 @@ def conformed_source_asset(table: contract.Table) -> dg.AssetsDefinition:
             description=description,
             metadata={
                 "rows quarantined by reason": {r: counts.get(r, 0) for r in contract.REASONS},
-                "failing expectations": dg.MetadataValue.md(expectations.failing_table_markdown(results)),
-                "expectations evaluated": len(results),
+                "failing rules": dg.MetadataValue.md(
+                    expectations.failing_rules_markdown(outcome.failures if outcome else None)),
             },
         )
 
@@ -93,3 +86,37 @@ def conformed_source_asset(table: contract.Table) -> dg.AssetsDefinition:
 
 
 CONFORMED_ASSETS = [conformed_source_asset(t) for t in contract.SOURCES]
+AUDIT_CHECK = "expectation_suites_agree_with_quarantine"
+
+
+@dg.asset(
+    key=["quality", "expectation_results"],
+    group_name="validation_audit",
+    kinds={"great_expectations", "duckdb"},
+    deps=[a.key for a in CONFORMED_ASSETS] + [dg.AssetKey(["conformed", t.name]) for t in contract.REFERENCES],
+    check_specs=[dg.AssetCheckSpec(AUDIT_CHECK, asset=["quality", "expectation_results"],
+                                   description="Great Expectations flags exactly the rows the SQL rules "
+                                   "quarantined, each with the same first reason.")],
+    description="Every source's Great Expectations suite (expectations/<source>.json) run over the rows "
+    "validation set aside, all months at once: failing rows per expectation and month.",
+)
+def expectation_results(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    tables, problems, failing = [], [], 0
+    with warehouse.get_connection() as conn:
+        for table in (*contract.SOURCES, *contract.REFERENCES):
+            results, disagreements = expectations.audit(conn, table)
+            with transaction(conn):
+                expectations.store_results(conn, table, results)
+            problems += disagreements
+            broken = [r for r in results if not r["success"]]
+            failing += sum(r["unexpected_count"] for r in broken)
+            tables += [f"| {table.name} | {r['expectation']} | {r['column']} | {r['reason']} | "
+                       f"{r['unexpected_count']:,} |" for r in broken]
+    summary = "\n".join(["| source | expectation | column | reason | rows failing |", "|---|---|---|---|---:|",
+                         *tables]) if tables else "Every expectation met."
+    yield dg.MaterializeResult(metadata={"failing expectations": dg.MetadataValue.md(summary),
+                                         "rows failing (summed over expectations)": failing})
+    yield dg.AssetCheckResult(check_name=AUDIT_CHECK, passed=not problems,
+                              description=f"{len(problems)} disagreement(s)" if problems else "GX and SQL agree",
+                              metadata={"disagreements": dg.MetadataValue.md(
+                                  "\n".join(f"- {p}" for p in problems[:50]) or "none")})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import sources, validation
+from assets import indicators, sources, validation
 from pipelines import resources
 from pipelines.partitions import MONTHS
 
@@ -18,7 +18,8 @@ REFERENCE_SELECTION = dg.AssetSelection.groups("reference")
 
 def source_definitions() -> dg.Definitions:
     return dg.Definitions(
-        assets=[*sources.REFERENCE_ASSETS, *sources.RAW_ASSETS, *validation.CONFORMED_ASSETS],
+        assets=[*sources.REFERENCE_ASSETS, *sources.RAW_ASSETS, *validation.CONFORMED_ASSETS,
+                validation.expectation_results],
         jobs=[
             dg.define_asset_job("reference_job", selection=REFERENCE_SELECTION,
                                 description="Load and validate the reference tables."),
@@ -28,9 +29,28 @@ def source_definitions() -> dg.Definitions:
     )
 
 
+def indicator_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        assets=indicators.INDICATOR_ASSETS,
+        jobs=[dg.define_asset_job("indicators_job", selection=dg.AssetSelection.groups("indicators"),
+                                  partitions_def=MONTHS,
+                                  description="Compute every indicator for one month from its source window.")],
+    )
+
+
+def publication_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        jobs=[dg.define_asset_job("publication_job", selection=dg.AssetSelection.groups("validation_audit"),
+                                  description="Audit the month's validation with Great Expectations, aggregate "
+                                  "the indicators and publish them.")],
+    )
+
+
 def build_definitions() -> dg.Definitions:
     return dg.Definitions.merge(
         source_definitions(),
+        indicator_definitions(),
+        publication_definitions(),
         dg.Definitions(resources=resources.build(), executor=dg.in_process_executor),
     )
 

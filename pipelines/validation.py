@@ -68,76 +68,87 @@ _TYPE_WORDS = {
 @dataclass(frozen=True)
 class Check:
     reason: str
+    label: str  # the column or rule checked, as the quality reports name it
     condition: str  # SQL, true when the row fails
     detail: str  # SQL text expression
+
+
+def _value_detail(name: str, raw: str, problem: str) -> str:
+    return f"{_quote(name + ': ' + chr(39))} || {_shown(raw)} || {_quote(chr(39) + ' ' + problem)}"
 
 
 def column_checks(column: contract.Column) -> list[Check]:
     """Checks on one column's own value, in reason order."""
     raw, typed, name = _ident("raw__" + column.name), _ident(column.conformed_name), column.name
-    checks: list[Check] = []
     if column.type == "nhs_number":
         # The digits never reach SQL: ingest recorded only what was wrong with them.
-        return [Check("missing_required_value", "nhs_number_problem = 'empty'", _quote(f"{name} is empty"))]
+        return [Check("missing_required_value", name, "nhs_number_problem = 'empty'", _quote(f"{name} is empty"))]
+    checks: list[Check] = []
     if column.required:
-        checks.append(Check("missing_required_value", f"{raw} IS NULL", _quote(f"{name} is empty")))
+        checks.append(Check("missing_required_value", name, f"{raw} IS NULL", _quote(f"{name} is empty")))
     if column.type in _TYPE_WORDS:
-        checks.append(Check("invalid_value", f"{raw} IS NOT NULL AND {typed} IS NULL",
-                            f"{_quote(name + ': ')} || {_quote(chr(39))} || {_shown(raw)} || "
-                            f"{_quote(chr(39) + ' is not ' + _TYPE_WORDS[column.type])}"))
+        checks.append(Check("invalid_value", f"{name} type", f"{raw} IS NOT NULL AND {typed} IS NULL",
+                            _value_detail(name, raw, "is not " + _TYPE_WORDS[column.type])))
     if column.allowed:
         allowed = ", ".join(_quote(v) for v in column.allowed)
-        checks.append(Check("invalid_value", f"{raw} IS NOT NULL AND {raw} NOT IN ({allowed})",
-                            f"{_quote(name + ': ')} || {_quote(chr(39))} || {_shown(raw)} || "
-                            f"{_quote(chr(39) + ' is not one of ' + ', '.join(column.allowed))}"))
+        checks.append(Check("invalid_value", f"{name} allowed values",
+                            f"{raw} IS NOT NULL AND {raw} NOT IN ({allowed})",
+                            _value_detail(name, raw, "is not one of " + ", ".join(column.allowed))))
     if column.pattern:
-        checks.append(Check("invalid_value", f"{raw} IS NOT NULL AND NOT regexp_full_match({raw}, {_quote(column.pattern)})",
-                            f"{_quote(name + ': ')} || {_quote(chr(39))} || {_shown(raw)} || "
-                            f"{_quote(chr(39) + ' does not match ' + column.pattern)}"))
+        checks.append(Check("invalid_value", f"{name} pattern",
+                            f"{raw} IS NOT NULL AND NOT regexp_full_match({raw}, {_quote(column.pattern)})",
+                            _value_detail(name, raw, "does not match " + column.pattern)))
     bounds = []
     if column.minimum is not None:
         bounds.append(f"{typed} {'<=' if column.exclusive_minimum else '<'} {column.minimum}")
     if column.maximum is not None:
         bounds.append(f"{typed} > {column.maximum}")
     if bounds:
-        checks.append(Check("invalid_value", f"{typed} IS NOT NULL AND ({' OR '.join(bounds)})",
-                            f"{_quote(name + ': ')} || {_shown(raw)} || {_quote(' is out of range (' + column.rule_text() + ')')}"))
+        checks.append(Check("invalid_value", f"{name} range", f"{typed} IS NOT NULL AND ({' OR '.join(bounds)})",
+                            f"{_quote(name + ': ')} || {_shown(raw)} || "
+                            f"{_quote(' is out of range (' + column.rule_text() + ')')}"))
     return checks
 
 
-def table_checks(table: contract.Table, month: str | None) -> list[Check]:
+def _timestamp(column: str) -> str:
+    return f"strftime({column}, '%Y-%m-%d %H:%M:%S')"
+
+
+def table_checks(table: contract.Table) -> list[Check]:
     """All checks of a table in precedence order (reasons in contract order, then columns)."""
     checks: list[Check] = []
     for column in table.columns:
         checks += column_checks(column)
     for rule in table.rules:
         if rule.reason in ("missing_required_value", "invalid_value"):
-            checks.append(Check(rule.reason, rule.violated, _quote(rule.description.rstrip(".") + " (" + ", ".join(
-                rule.columns) + ")")))
+            checks.append(Check(rule.reason, rule.name, rule.violated,
+                                _quote(rule.description.rstrip(".") + " (" + ", ".join(rule.columns) + ")")))
     if any(c.type == "nhs_number" for c in table.columns):
-        checks.append(Check("invalid_nhs_number", "nhs_number_problem IS NOT NULL AND nhs_number_problem <> 'empty'",
+        checks.append(Check("invalid_nhs_number", "nhs_number check digit",
+                            "nhs_number_problem IS NOT NULL AND nhs_number_problem <> 'empty'",
                             "'nhs_number (HMAC ' || person_key || '): ' || nhs_number_problem"))
     if table.is_event or table.name == "population":
-        checks.append(Check("unknown_prison",
+        checks.append(Check("unknown_prison", "prison_code in reference",
                             "prison_code NOT IN (SELECT prison_code FROM conformed.prisons)",
-                            f"'prison_code: ' || {_quote(chr(39))} || {_shown(_ident('raw__prison_code'))} || "
-                            "''' is not a prison in reference/prisons.csv (or its row was quarantined)'"))
-    if table.primary_datetime and month:
+                            _value_detail("prison_code", _ident("raw__prison_code"),
+                                          "is not a prison in reference/prisons.csv (or its row was quarantined)")))
+    if table.primary_datetime:
         primary = _ident(table.primary_datetime)
-        checks.append(Check("outside_file_month", f"strftime({primary}, '%Y-%m') <> {_quote(month)}",
-                            f"{_quote(table.primary_datetime + ': ')} || strftime({primary}, '%Y-%m-%d %H:%M:%S') || "
-                            f"{_quote(' is not in the file month ' + month)}"))
+        checks.append(Check("outside_file_month", f"{table.primary_datetime} in file month",
+                            "primary_month <> source_month",
+                            f"{_quote(table.primary_datetime + ': ')} || {_timestamp(primary)} || "
+                            "' is not in the file month ' || source_month"))
     for rule in table.rules:
         if rule.reason == "sequence_error":
             earlier, later = rule.columns
-            checks.append(Check("sequence_error", rule.violated,
-                                f"{_quote(later + ' ')} || strftime({later}, '%Y-%m-%d %H:%M:%S') || "
-                                f"{_quote(' is before ' + earlier + ' ')} || strftime({earlier}, '%Y-%m-%d %H:%M:%S')"))
+            checks.append(Check("sequence_error", rule.name, rule.violated,
+                                f"{_quote(later + ' ')} || {_timestamp(later)} || "
+                                f"{_quote(' is before ' + earlier + ' ')} || {_timestamp(earlier)}"))
     for key in duplicate_keys(table):
-        checks.append(Check("duplicate_id", "first_file IS NOT NULL",
-                            f"{_quote(' and '.join(key) + ' ')} || {_quote(chr(39))} || "
-                            f"{_shown(' || '.join(_ident('raw__' + k) for k in key))} || "
-                            "''' already used by ' || first_file || ' line ' || first_line"))
+        shown_key = _shown(" || ".join(_ident("raw__" + k) for k in key))
+        checks.append(Check("duplicate_id", " and ".join(key) + " unique", "first_file IS NOT NULL",
+                            f"{_quote(' and '.join(key) + ' ' + chr(39))} || {shown_key} || "
+                            f"{_quote(chr(39) + ' already used by ')} || first_file || ' line ' || first_line"))
     order = {reason: i for i, reason in enumerate(contract.REASONS)}
     return sorted(checks, key=lambda c: order[c.reason])
 
@@ -161,27 +172,35 @@ def _typed_select(table: contract.Table) -> str:
         raw = f"r.{_ident(column.name)}"
         parts.append(f"{raw} AS {_ident('raw__' + column.name)}")
         parts.append(f"{typed_expression(column, raw)} AS {_ident(column.name)}")
+    if table.primary_datetime:
+        primary = typed_expression(table.column(table.primary_datetime), f"r.{_ident(table.primary_datetime)}")
+        parts.append(f"strftime({primary}, '%Y-%m') AS primary_month")
     return ", ".join(parts)
 
 
-def judge_sql(table: contract.Table, month: str | None) -> str:
-    """SELECT over one month of raw rows giving typed columns, `reason` and `detail`."""
-    checks = table_checks(table, month)
+def judge_sql(table: contract.Table, rows: str | None = None) -> str:
+    """SELECT over raw rows giving typed columns, `reason` and `detail`.
+
+    `rows` is a SQL condition on the raw table (alias r) choosing the rows to judge,
+    e.g. one file month; None judges the whole table (reference tables).
+    """
+    checks = table_checks(table)
     reason = " ".join(f"WHEN {c.condition} THEN {_quote(c.reason)}" for c in checks)
     detail = " ".join(f"WHEN {c.condition} THEN {c.detail}" for c in checks)
-    where = f"WHERE r.source_month = {_quote(month)}" if month else ""
+    where = f"WHERE {rows}" if rows else ""
     keys = duplicate_keys(table)
     first = "NULL AS first_file, NULL AS first_line"
     join = ""
     if keys:
-        key = keys[0]
-        key_cols = ", ".join(_ident(k) for k in key)
+        key_cols = ", ".join(_ident(k) for k in keys[0])
         order = "source_month, source_line" if table.is_event else "source_line"
-        scope = f"WHERE ({key_cols}) IN (SELECT ({key_cols}) FROM raw.{table.name} r {where})" if month else ""
+        # Only ids present in the judged rows matter; earlier rows anywhere in the table can own them.
+        scope = f"WHERE ({key_cols}) IN (SELECT ({key_cols}) FROM raw.{table.name} r {where})" if rows else ""
         join = f"""
         LEFT JOIN (
           SELECT {key_cols}, source_file, source_line,
-                 first_value(source_file) OVER w AS first_seen_file, first_value(source_line) OVER w AS first_seen_line,
+                 first_value(source_file) OVER w AS first_seen_file,
+                 first_value(source_line) OVER w AS first_seen_line,
                  row_number() OVER w AS occurrence
           FROM raw.{table.name} {scope}
           WINDOW w AS (PARTITION BY {key_cols} ORDER BY {order})
@@ -197,6 +216,19 @@ def judge_sql(table: contract.Table, month: str | None) -> str:
     )"""
 
 
+def rule_failures(conn, table: contract.Table) -> list[tuple[str, str, int]]:
+    """(reason, rule, rows failing) for every rule a judged row breaks, counted independently
+    (a row can break several): the month's report in the terms of the expectation suite."""
+    checks = table_checks(table)
+    counts = conn.execute("SELECT " + ", ".join(f"count_if({c.condition})" for c in checks)
+                          + " FROM judged WHERE reason IS NOT NULL").fetchone()
+    return [(c.reason, c.label, n) for c, n in zip(checks, counts, strict=True) if n]
+
+
+def month_rows(month: str) -> str:
+    return f"r.source_month = {_quote(month)}"
+
+
 @dataclass
 class MonthOutcome:
     """What validation did to one file (a source month, or a reference table)."""
@@ -207,6 +239,7 @@ class MonthOutcome:
     rows_quarantined: int
     by_reason: dict[str, int]
     judged: object = None  # the month's judged rows as a pandas DataFrame, when asked for
+    failures: list | None = None  # (reason, rule, rows failing) per rule broken
 
     @property
     def rows_read(self) -> int:
@@ -225,12 +258,13 @@ def validate(conn: duckdb.DuckDBPyConnection, table: contract.Table, month: str 
              keep_judged: str | None = None) -> MonthOutcome:
     """Rebuild the conformed rows, quarantine and summary of one source month (or reference table).
 
-    keep_judged ("all" or "failing") returns those judged rows as a DataFrame for the
-    Great Expectations report. The caller owns the transaction: delete-then-insert is
+    keep_judged ("all" or "failing") returns those judged rows as a DataFrame (for
+    Great Expectations). The caller owns the transaction: delete-then-insert is
     only idempotent inside one.
     """
     name = table.name
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE judged AS {judge_sql(table, month)}")
+    rows = month_rows(month) if month else None
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE judged AS {judge_sql(table, rows)}")
     columns = [n for n, _ in contract.conformed_columns(table)
                if not (table.links_to_reception and n == "reception_id")]
     column_list = ", ".join(_ident(c) for c in columns)
@@ -266,8 +300,9 @@ def validate(conn: duckdb.DuckDBPyConnection, table: contract.Table, month: str 
     if keep_judged:
         where = "WHERE reason IS NOT NULL" if keep_judged == "failing" else ""
         judged = conn.execute(f"SELECT * EXCLUDE (original_row) FROM judged {where}").df()
+    failures = rule_failures(conn, table)
     conn.execute("DROP TABLE judged")
-    return MonthOutcome(name, month, loaded, quarantined, counts, judged)
+    return MonthOutcome(name, month, loaded, quarantined, counts, judged, failures)
 
 
 def _summarise(conn, name: str, month: str, known_prison: str) -> None:
@@ -291,8 +326,8 @@ def months_affected_by_duplicates(conn, table: contract.Table, month: str) -> li
     """Later months whose duplicate verdicts may change when `month` is (re)loaded.
 
     The earliest row keeps an id whatever order months arrive in, so loading an
-    earlier month can turn a later month's row into a duplicate, and revising it
-    can turn one back.
+    earlier month can make a later row a duplicate (its id is now in this month),
+    and revising it can clear one (its verdict named this month's file).
     """
     if not table.id_column:
         return []
@@ -303,8 +338,9 @@ def months_affected_by_duplicates(conn, table: contract.Table, month: str) -> li
         UNION
         SELECT DISTINCT month FROM quality.quarantine
         WHERE source = ? AND month > ? AND reason = 'duplicate_id'
+          AND contains(detail, ' already used by ' || ? || '/' || ? || '.')
         ORDER BY 1
-    """, [month, month, table.name, month]).fetchall()
+    """, [month, month, table.name, month, table.name, month]).fetchall()
     return [r[0] for r in rows]
 
 
@@ -340,7 +376,7 @@ def validate_partition(conn, table: contract.Table, month: str) -> tuple[MonthOu
     and reception links are refreshed (new receptions can change the link of any
     later event). Returns the month's outcome and the later months revalidated.
     """
-    outcome = validate(conn, table, month, keep_judged="failing")
+    outcome = validate(conn, table, month)
     later = months_affected_by_duplicates(conn, table, month)
     for other in later:
         validate(conn, table, other)

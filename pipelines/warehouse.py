@@ -43,6 +43,16 @@ CREATE TABLE IF NOT EXISTS quality.quarantine (
   detail VARCHAR,
   original_row VARCHAR
 )""",
+    "quality.expectation_results": """
+CREATE TABLE IF NOT EXISTS quality.expectation_results (
+  source VARCHAR,
+  month VARCHAR,
+  expectation VARCHAR,
+  "column" VARCHAR,
+  reason VARCHAR,
+  rule VARCHAR,
+  rows_failing BIGINT
+)""",
     "quality.summary": f"""
 CREATE TABLE IF NOT EXISTS quality.summary (
   source VARCHAR,

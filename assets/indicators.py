@@ -1,0 +1,98 @@
+"""Indicator assets: one asset per catalogue indicator, computed together per month.
+
+Month M reads source months M-1 to M+2 (P03b looks back 28 days, the 72-hour and
+28-day windows and P07c's 25-42 day follow-up run forward), declared with a
+TimeWindowPartitionMapping so Dagster knows which source months feed which
+indicator month. A month whose own extracts failed their blocking checks is not
+computed. `indicator_values` then aggregates every month to every level and period.
+"""
+
+import dagster as dg
+
+from pipelines import catalogue, contract, indicators, periods
+from pipelines.partitions import MONTHS
+from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
+
+CATALOGUE = catalogue.load_catalogue()
+SOURCE_WINDOW = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=2, allow_nonexistent_upstream_partitions=True)
+
+
+def indicator_key(code: str) -> dg.AssetKey:
+    return dg.AssetKey(["indicators", code])
+
+
+def _spec(indicator: catalogue.Indicator) -> dg.AssetSpec:
+    deps = [dg.AssetDep(dg.AssetKey(["conformed", t.name]), partition_mapping=SOURCE_WINDOW)
+            for t in contract.SOURCES]
+    deps += [dg.AssetKey(["conformed", t.name]) for t in contract.REFERENCES]
+    return dg.AssetSpec(
+        indicator_key(indicator.code),
+        deps=deps,
+        group_name="indicators",
+        kinds={"duckdb", "sql"},
+        description=f"{indicator.name}. {indicator.definition}",
+        metadata={"priority": indicator.priority, "headline": indicator.headline, "unit": indicator.unit,
+                  "polarity": indicator.polarity},
+        tags={"headline": "true"} if indicator.headline else {},
+    )
+
+
+def blocking_problems(conn, month: str, threshold: float) -> list[str]:
+    """Why month M's own extracts must not feed indicators: rejected, or over the quarantine limit."""
+    rows = conn.execute("""
+        SELECT source, status, rows_read, rows_quarantined FROM quality.file_loads
+        WHERE month = ? ORDER BY source""", [month]).fetchall()
+    problems = []
+    for source, status, read, quarantined in rows:
+        if status == "rejected":
+            problems.append(f"{source}/{month} was rejected")
+        elif read and quarantined / read > threshold:
+            problems.append(f"{source}/{month} has {quarantined / read:.1%} of rows quarantined")
+    return problems
+
+
+def england_series_markdown(conn, code: str, months: int = 12) -> str:
+    """The latest months of an indicator for England, summed from the prison-months."""
+    rows = conn.execute("""
+        SELECT strftime(month, '%Y-%m'), sum(numerator), sum(denominator), bool_or(provisional)
+        FROM indicators.prison_month WHERE indicator_id = ? GROUP BY month ORDER BY month DESC LIMIT ?
+    """, [code, months]).fetchall()
+    if not rows:
+        return "No months computed yet."
+    lines = ["| month | numerator | denominator | provisional |", "|---|---:|---:|---|"]
+    lines += [f"| {m} | {n:,} | {d:,.0f} | {'yes' if p else ''} |" for m, n, d, p in reversed(rows)]
+    return "\n".join(lines)
+
+
+@dg.multi_asset(
+    specs=[_spec(i) for i in CATALOGUE],
+    partitions_def=MONTHS,
+    name="indicator_month",
+    can_subset=False,
+    description="Every indicator's member rows and prison numerators and denominators for one month.",
+)
+def indicator_month(context: dg.AssetExecutionContext, settings: PrisonHealthSettings, warehouse: Warehouse):
+    month = context.partition_key
+    with warehouse.get_connection() as conn:
+        problems = blocking_problems(conn, month, settings.threshold)
+        if problems:
+            with transaction(conn):
+                date = periods.parse_month(month)
+                conn.execute("DELETE FROM indicators.members WHERE month = ?", [date])
+                conn.execute("DELETE FROM indicators.prison_month WHERE month = ?", [date])
+            raise dg.Failure(f"Indicators for {month} not computed: " + "; ".join(problems),
+                             allow_retries=False)
+        with transaction(conn):
+            counts = indicators.compute_month(conn, month, CATALOGUE)
+        for indicator in CATALOGUE:
+            yield dg.MaterializeResult(
+                asset_key=indicator_key(indicator.code),
+                metadata={
+                    "member rows": counts["members_by_indicator"].get(indicator.code, 0),
+                    "provisional": counts["provisional"],
+                    "England series": dg.MetadataValue.md(england_series_markdown(conn, indicator.code)),
+                },
+            )
+
+
+INDICATOR_ASSETS = [indicator_month]

@@ -1,0 +1,159 @@
+"""The analysts' database: a read-only copy of the warehouse's public schemas, replaced atomically.
+
+Analysts keep `analyst.duckdb` open in DBeaver, the DuckDB CLI, Python or R while
+the pipeline runs. DuckDB allows one writer or many readers per file, so the
+pipeline never writes that file in place: it builds a new file beside it and
+`os.replace`s it. Open connections keep reading the old file (its inode lives on
+until they close it); new connections see the new one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from pipelines import contract
+
+PUBLIC_SCHEMAS = ("conformed", "indicators", "published", "quality")
+PRIVATE_TABLES = {("indicators", "members")}  # record-level: restricted, published separately
+
+TABLE_COMMENTS = {
+    "quality.file_loads": "One row per landing file seen: its hash, status (loaded, rejected, unchanged) and "
+                          "rows read = loaded + quarantined.",
+    "quality.quarantine": "Every record set aside, with the contract's reason code and a readable detail; "
+                          "NHS numbers appear only as their HMAC and digit runs are masked in original_row.",
+    "quality.summary": "Rows read, loaded and quarantined by source, month and prison, with counts by reason.",
+    "indicators.catalogue": "The definition of every indicator: metadata and the SQL that counts it.",
+    "indicators.indicator_values": "Full indicator values (not disclosure controlled) per indicator, period, "
+                                   "level and area, with 95% and 99.8% intervals and the comparison with England.",
+    "indicators.prison_month": "Numerator and denominator per indicator, prison and month: the parts every "
+                               "other level and period is summed from.",
+    "indicators.gap_components": "The two groups behind a gap indicator (P04a: PFI and public prisons).",
+    "indicators.funnel_limits": "95% and 99.8% funnel plot limits around England's value, by denominator.",
+    "indicators.spc": "Statistical process control (XmR) of monthly series for England and each prison.",
+    "published.indicator_values": "Indicator values after disclosure control, as published in the report.",
+}
+
+COLUMN_COMMENTS = {
+    "source": "Landing source (reception_screening, bbv_testing, tb_screening, smoking, prescribing) or "
+              "reference table.",
+    "month": "Month, YYYY-MM (file month for quality tables; indicator month otherwise).",
+    "source_month": "Month of the landing file the row came from (YYYY-MM).",
+    "source_file": "Landing file the row came from, relative to the landing directory.",
+    "source_line": "Physical line of the record in its file (header = line 1).",
+    "file": "Landing file, relative to the landing directory.",
+    "line": "Physical line of the record in its file (header = line 1).",
+    "sha256": "SHA-256 of the file's bytes.",
+    "status": "loaded, rejected or unchanged.",
+    "rows_read": "Records read from the file (rows_loaded + rows_quarantined).",
+    "rows_loaded": "Records that passed validation into the conformed table.",
+    "rows_quarantined": "Records set aside in quality.quarantine.",
+    "message": "Why the file was rejected, or which extra columns were ignored.",
+    "loaded_at": "When the file was loaded.",
+    "reason": "Quarantine reason code (the first that applies, in contract order).",
+    "detail": "What was wrong, naming the column and value.",
+    "original_row": "The record as delivered, with runs of ten or more digits masked.",
+    "person_key": "HMAC-SHA256 of the NHS number (pseudonymised person identifier).",
+    "reception_id": "The reception this event links to (same person and prison, latest at or before it).",
+    "indicator_id": "Indicator code, e.g. P01a.",
+    "priority": "National Partnership Agreement priority, 1 to 12.",
+    "period_type": "month, quarter (financial, Apr-Jun = Q1) or financial_year (April to March).",
+    "period_start": "First day of the period.",
+    "period_end": "Last day of the period.",
+    "level": "prison, region, operator, function or england.",
+    "area_code": "Prison code, region name, operator, function, or ENG.",
+    "area_name": "Name of the area.",
+    "numerator": "Numerator (count).",
+    "denominator": "Denominator (count, or population for rates).",
+    "value": "Indicator value: percentage, rate per 1,000 / 100,000, or percentage points.",
+    "lower_ci_95": "Lower 95% confidence limit.",
+    "upper_ci_95": "Upper 95% confidence limit.",
+    "lower_ci_99_8": "Lower 99.8% confidence limit.",
+    "upper_ci_99_8": "Upper 99.8% confidence limit.",
+    "comparison": "Compared with England: better/similar/worse (or higher/similar/lower when neutral), or "
+                  "not_compared.",
+    "provisional": "True while later source months that can change the figure are not all loaded.",
+    "suppressed": "True when the value is withheld by disclosure control ([c]).",
+}
+
+VIEWS = {
+    "indicators.latest_prison_values": """
+        SELECT v.* FROM indicators.indicator_values v
+        WHERE v.level = 'prison' AND v.period_type = 'month'
+          AND v.period_start = (SELECT max(period_start) FROM indicators.indicator_values
+                                WHERE period_type = 'month' AND indicator_id = v.indicator_id)""",
+    "indicators.england_trend": """
+        SELECT indicator_id, period_start AS month, numerator, denominator, value,
+               lower_ci_95, upper_ci_95, provisional
+        FROM indicators.indicator_values
+        WHERE level = 'england' AND period_type = 'month'
+        ORDER BY indicator_id, month""",
+    "quality.quarantine_by_reason": """
+        SELECT source, month, prison_code, reason, count(*) AS rows
+        FROM quality.quarantine GROUP BY ALL ORDER BY source, month, prison_code, reason""",
+}
+
+VIEW_COMMENTS = {
+    "indicators.latest_prison_values": "Each indicator's latest month, per prison.",
+    "indicators.england_trend": "England's monthly series of every indicator.",
+    "quality.quarantine_by_reason": "Quarantined records counted by source, month, prison and reason.",
+}
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _column_comment(schema: str, table: str, column: str) -> str | None:
+    if schema == "conformed" and table in contract.TABLES:
+        for c in contract.TABLES[table].columns:
+            if c.conformed_name == column:
+                return c.description if c.type != "nhs_number" else COLUMN_COMMENTS["person_key"]
+    return COLUMN_COMMENTS.get(column)
+
+
+def _tables(conn, catalog: str) -> list[tuple[str, str]]:
+    return [(s, t) for s, t in conn.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1, 2", [catalog]
+    ).fetchall() if s in PUBLIC_SCHEMAS and (s, t) not in PRIVATE_TABLES]
+
+
+def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str, str] | None = None) -> Path:
+    """Copy the public schemas from the warehouse connection to `target`, atomically."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    catalog = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute(f"ATTACH {_sql_text(str(temporary))} AS analyst_copy")
+    try:
+        for schema in PUBLIC_SCHEMAS:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS analyst_copy.{schema}")
+        for schema, table in _tables(conn, catalog):
+            conn.execute(f'CREATE TABLE analyst_copy.{schema}."{table}" AS SELECT * FROM {catalog}.{schema}."{table}"')
+    finally:
+        conn.execute("DETACH analyst_copy")
+    with duckdb.connect(str(temporary)) as copy:
+        _describe(copy, {**VIEWS, **(extra_views or {})})
+        copy.execute("CHECKPOINT")
+    os.replace(temporary, target)
+    return target
+
+
+def _describe(copy: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
+    for name, sql in views.items():
+        copy.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        copy.execute(f"COMMENT ON VIEW {name} IS {_sql_text(VIEW_COMMENTS.get(name, 'A view for common questions.'))}")
+    catalog = copy.execute("SELECT current_database()").fetchone()[0]
+    for schema, table in _tables(copy, catalog):
+        comment = TABLE_COMMENTS.get(f"{schema}.{table}")
+        if comment is None and schema == "conformed" and table in contract.TABLES:
+            comment = contract.TABLES[table].description + " Valid rows only."
+        copy.execute(f'COMMENT ON TABLE {schema}."{table}" IS {_sql_text(comment or table)}')
+        for (column,) in copy.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?", [schema, table]
+        ).fetchall():
+            text = _column_comment(schema, table, column) or column.replace("_", " ")
+            copy.execute(f'COMMENT ON COLUMN {schema}."{table}"."{column}" IS {_sql_text(text)}')
