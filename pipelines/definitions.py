@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import indicators, sources, validation
+from assets import indicators, publication, sources, validation
 from pipelines import resources
 from pipelines.partitions import MONTHS
 
@@ -40,7 +40,9 @@ def indicator_definitions() -> dg.Definitions:
 
 def publication_definitions() -> dg.Definitions:
     return dg.Definitions(
-        jobs=[dg.define_asset_job("publication_job", selection=dg.AssetSelection.groups("validation_audit"),
+        assets=publication.PUBLICATION_ASSETS,
+        jobs=[dg.define_asset_job("publication_job",
+                                  selection=dg.AssetSelection.groups("validation_audit", "publication"),
                                   description="Audit the month's validation with Great Expectations, aggregate "
                                   "the indicators and publish them.")],
     )

@@ -152,6 +152,42 @@ CREATE TABLE IF NOT EXISTS indicators.indicator_values (
 }
 
 
+PUBLICATION_TABLES = {
+    "indicators.funnel_limits": """
+CREATE TABLE IF NOT EXISTS indicators.funnel_limits (
+  indicator_id VARCHAR,
+  period_type VARCHAR,
+  period_start DATE,
+  period_end DATE,
+  denominator DOUBLE,
+  england_value DOUBLE,
+  lower_95 DOUBLE,
+  upper_95 DOUBLE,
+  lower_99_8 DOUBLE,
+  upper_99_8 DOUBLE
+)""",
+    "indicators.spc": """
+CREATE TABLE IF NOT EXISTS indicators.spc (
+  indicator_id VARCHAR,
+  level VARCHAR,
+  area_code VARCHAR,
+  month DATE,
+  value DOUBLE,
+  mean DOUBLE,
+  lower_process_limit DOUBLE,
+  upper_process_limit DOUBLE,
+  special_cause BOOLEAN,
+  variation VARCHAR,
+  rules VARCHAR,
+  target DOUBLE,
+  assurance VARCHAR
+)""",
+    "published.indicator_values": """
+CREATE TABLE IF NOT EXISTS published.indicator_values AS
+SELECT *, false AS suppressed FROM indicators.indicator_values WHERE false""",
+}
+
+
 def raw_ddl(table: contract.Table) -> str:
     """Raw tables hold each record as delivered: text values, the NHS number already
     replaced by its HMAC (`person_key`) plus what was wrong with it, and the masked text."""
@@ -189,5 +225,5 @@ def create_all(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(raw_ddl(table))
         conn.execute(contract.conformed_ddl(table))
     conn.execute(MALFORMED_DDL)
-    for ddl in (*QUALITY_TABLES.values(), *INDICATOR_TABLES.values()):
+    for ddl in (*QUALITY_TABLES.values(), *INDICATOR_TABLES.values(), *PUBLICATION_TABLES.values()):
         conn.execute(ddl)

@@ -1,0 +1,105 @@
+"""Publication assets: indicator values with their statistics, the disclosure-controlled table,
+the analysts' database and the report. Unpartitioned: each reads every month."""
+
+import dagster as dg
+
+from assets.indicators import CATALOGUE, indicator_key
+from pipelines import analyst_database, benchmarking, indicators
+from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
+
+BY_CODE = {i.code: i for i in CATALOGUE}
+
+
+def _replace(conn, table: str, frame) -> None:
+    conn.register("replacement_rows", frame)
+    try:
+        columns = ", ".join(f'"{c}"' for c in frame.columns)
+        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM replacement_rows")
+    finally:
+        conn.unregister("replacement_rows")
+
+
+def comparison_counts_markdown(conn) -> str:
+    """Headline indicators: prisons better / similar / worse than England in the latest quarter."""
+    rows = conn.execute("""
+        WITH latest AS (SELECT max(period_start) AS start FROM indicators.indicator_values
+                        WHERE period_type = 'quarter')
+        SELECT v.indicator_id, c.name, strftime(v.period_start, '%Y-%m'),
+               count(*) FILTER (WHERE comparison IN ('better', 'higher')),
+               count(*) FILTER (WHERE comparison = 'similar'),
+               count(*) FILTER (WHERE comparison IN ('worse', 'lower')),
+               count(*) FILTER (WHERE comparison = 'not_compared')
+        FROM indicators.indicator_values v JOIN indicators.catalogue c ON c.code = v.indicator_id, latest
+        WHERE v.period_type = 'quarter' AND v.period_start = latest.start AND v.level = 'prison' AND c.headline
+        GROUP BY ALL ORDER BY 1""").fetchall()
+    lines = ["| indicator | name | quarter from | better (higher) | similar | worse (lower) | not compared |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {code} | {name} | {start} | {b} | {s} | {w} | {n} |" for code, name, start, b, s, w, n in rows]
+    return "\n".join(lines)
+
+
+@dg.asset(
+    key=["indicators", "indicator_values"],
+    deps=[indicator_key(i.code) for i in CATALOGUE],
+    group_name="publication",
+    kinds={"duckdb"},
+    description="Every indicator by month, financial quarter and year, at prison, region, operator, function "
+    "and England level, with 95% and 99.8% intervals and the comparison with England; plus funnel limits "
+    "(indicators.funnel_limits) and SPC charts (indicators.spc).",
+)
+def indicator_values(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.get_connection() as conn, transaction(conn):
+        rows = indicators.build_indicator_values(
+            conn, fill_statistics=lambda frame: benchmarking.add_statistics(
+                frame, BY_CODE, indicators.gap_components(conn)))
+        values = indicators.indicator_values_frame(conn)
+        funnels = benchmarking.funnel_limits(values, BY_CODE)
+        charts = benchmarking.spc_charts(values, BY_CODE)
+        _replace(conn, "indicators.funnel_limits", funnels)
+        _replace(conn, "indicators.spc", charts)
+        table = comparison_counts_markdown(conn)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": rows,
+        "funnel limit rows": len(funnels),
+        "SPC points": len(charts),
+        "prisons compared with England, latest quarter": dg.MetadataValue.md(table),
+    })
+
+
+@dg.asset(
+    key=["published", "indicator_values"],
+    deps=[indicator_values.key],
+    group_name="publication",
+    kinds={"duckdb"},
+    description="The indicator values after disclosure control: below England, numerators 1 to 7 are "
+    "suppressed, with secondary suppression so no suppressed figure can be recovered from its parent.",
+)
+def published_indicator_values(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.get_connection() as conn, transaction(conn):
+        values = indicators.indicator_values_frame(conn)
+        prisons = conn.execute("SELECT prison_code, region, operator, function FROM conformed.prisons").df()
+        published = benchmarking.published_values(values, prisons)
+        _replace(conn, "published.indicator_values", published)
+    suppressed = int(published["suppressed"].sum())
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(published), "suppressed rows": suppressed})
+
+
+@dg.asset(
+    key=["analyst_database"],
+    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"])],
+    group_name="publication",
+    kinds={"duckdb"},
+    description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment on "
+    "every table and column, replaced atomically so open readers are never disturbed.",
+)
+def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
+               warehouse: Warehouse) -> dg.MaterializeResult:
+    target = settings.out_path / "analyst.duckdb"
+    with warehouse.get_connection() as conn:
+        analyst_database.publish(conn, target)
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(target.resolve())),
+                                          "size (MB)": round(target.stat().st_size / 1e6, 1)})
+
+
+PUBLICATION_ASSETS = [indicator_values, published_indicator_values, analyst_db]

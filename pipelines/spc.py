@@ -1,0 +1,395 @@
+"""Statistical process control: NHS England "Making Data Count" XmR charts.
+
+Pure functions over a series of values (one value per month, in time order). The
+calculations and the special-cause rules are those of the NHS-R community package
+``NHSRplotthedots`` (``ptd_spc``; source files ``ptd_spc_standard.R``,
+``ptd_calculate_point_type.R`` and ``ptd_calculate_assurance_type.R``, version 0.2),
+which implements the NHS England / NHS Improvement "Making Data Count" (plot the
+dots) methodology. We follow that package rather than re-deriving the rules because
+it is the reference implementation NHS analysts use and it publishes test
+expectations we can reproduce (see ``tests/test_spc.py``).
+
+Chart (XmR / individuals chart)
+-------------------------------
+* ``mean`` = mean of the values (of the first ``fix_after_n_points`` values when
+  the limits are fixed, ``fix_after_n_points`` in NHSRplotthedots).
+* moving ranges ``mR_i = |x_i - x_(i-1)|`` over the same points; ``mean_moving_range``
+  is their mean. With ``screen_outliers`` (the default, as in NHSRplotthedots) moving
+  ranges of at least ``3.267 x`` the mean moving range are dropped and the mean is
+  recomputed.
+* process limits ``mean +/- 2.66 x mean_moving_range``; "near" limits (2 sigma)
+  ``mean +/- 2 x (2.66 / 3) x mean_moving_range``.
+
+Special-cause rules (a point is special cause if any rule marks it)
+-------------------------------------------------------------------
+1. **Outside limits** - a single point above the upper or below the lower process limit.
+2. **Trend** - 7 consecutive points each strictly higher (or each strictly lower)
+   than the one before (6 consecutive increases); equal neighbours break a trend. All
+   7 points are marked. NHSRplotthedots uses 7 (MDC's Excel tool also offers 6; the
+   package's maintainers keep 7 for SPC - issue #202), so we use 7.
+3. **Two out of three near the limits** - in any window of 3 consecutive points, at
+   least 2 lie between the 2-sigma and 3-sigma limits and all 3 lie on the same side
+   of the mean; the points beyond 2 sigma are marked (not the third one).
+4. **Shift** - 7 consecutive points on the same side of the mean (a point exactly on
+   the mean breaks the run). All 7 (or more) points are marked.
+
+When a point meets several rules the first in the order above decides its direction
+(NHSRplotthedots' ``ptd_special_cause_type``): outside limits and the 2-in-3 / shift
+rules use the side of the mean; a trend uses the direction of the trend (the step to
+the next point when the next point is part of the same trend, else the step from the
+previous point).
+
+Variation per point
+-------------------
+``common_cause``; for ``improvement_direction`` "increase"/"high" or "decrease"/"low"
+a high-side signal is ``special_cause_improvement`` or ``special_cause_concern``
+accordingly; for "neutral" every signal is ``special_cause_neither`` (NHSRplotthedots
+labels these ``special_cause_neutral_high``/``_low``; the side is kept in the
+``signal_side`` column).
+
+Assurance against a target (``ptd_calculate_assurance_type``)
+------------------------------------------------------------
+Using the limits of the latest point: for improvement by increase, a target above the
+upper limit is ``consistent_fail`` and one below the lower limit ``consistent_pass``
+(reversed for improvement by decrease); otherwise ``inconsistent``. No target, or a
+neutral indicator, gives ``None``.
+
+Missing values
+--------------
+NHSRplotthedots requires a series without gaps. Here missing values (NaN/None) are
+removed, the chart is computed over the remaining points in order, and the missing
+positions are returned with NaN values and a ``None`` variation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "LIMIT",
+    "LIMIT_CLOSE",
+    "SCREEN_OUTLIERS_FACTOR",
+    "assurance",
+    "part_of_run",
+    "seven_point_one_side_mean",
+    "seven_point_trend",
+    "special_cause_type",
+    "spc_summary",
+    "two_in_three",
+    "variation",
+    "xmr_chart",
+    "xmr_limits",
+]
+
+LIMIT = 2.66  # 3 sigma for an XmR chart (3 / d2, d2 = 1.128)
+LIMIT_CLOSE = 2 * (LIMIT / 3)  # 2 sigma, computed as NHSRplotthedots does
+SCREEN_OUTLIERS_FACTOR = 3.267  # D4 for n = 2: upper limit of the moving range
+RUN = 7
+
+_DIRECTIONS = {
+    "increase": 1,
+    "high": 1,
+    "decrease": -1,
+    "low": -1,
+    "neutral": 0,
+}
+
+
+def _direction(improvement_direction: str) -> int:
+    try:
+        return _DIRECTIONS[improvement_direction]
+    except KeyError:
+        raise ValueError("improvement_direction must be one of increase/high, decrease/low, neutral") from None
+
+
+def _mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan
+    return math.fsum(values) / values.size
+
+
+# --------------------------------------------------------------------------- limits
+def xmr_limits(
+    values: Sequence[float] | np.ndarray,
+    fix_after_n_points: int | None = None,
+    screen_outliers: bool = True,
+) -> dict[str, float]:
+    """Mean, mean moving range and process limits of an XmR chart (``ptd_spc_standard``).
+
+    ``values`` must be in time order without missing values. Returns a dict with
+    ``mean, mean_moving_range, lpl, upl, near_lpl, near_upl`` (NaN when fewer than 2
+    values are available).
+    """
+    y = np.asarray(values, dtype=float)
+    fix_y = y if fix_after_n_points is None else y[: int(fix_after_n_points)]
+    mean = _mean(fix_y)
+    mr = np.abs(np.diff(fix_y))
+    amr = _mean(mr)
+    if screen_outliers and mr.size:
+        mr = np.where(mr < SCREEN_OUTLIERS_FACTOR * amr, mr, np.nan)
+        amr = _mean(mr)
+    return {
+        "mean": mean,
+        "mean_moving_range": amr,
+        "lpl": mean - (LIMIT * amr),
+        "upl": mean + (LIMIT * amr),
+        "near_lpl": mean - (LIMIT_CLOSE * amr),
+        "near_upl": mean + (LIMIT_CLOSE * amr),
+    }
+
+
+# --------------------------------------------------------------------------- rules
+def seven_point_one_side_mean(relative_to_mean: Sequence[float] | np.ndarray) -> np.ndarray:
+    """1 where a point and the 6 before it are all on the same (non-zero) side of the mean.
+
+    ``ptd_seven_point_one_side_mean``: only the 7th and later points of a run are 1;
+    use :func:`part_of_run` to mark the whole run.
+    """
+    v = np.asarray(relative_to_mean, dtype=float)
+    padded = np.concatenate([np.zeros(RUN - 1), v])
+    out = np.zeros(v.shape)
+    for i in range(v.size):
+        j = i + RUN - 1
+        window = padded[j - (RUN - 1) : j + 1]
+        out[i] = float(np.all(window == padded[j]) and padded[j] != 0)
+    return out
+
+
+def seven_point_trend(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """+1/-1 where a point ends 7 strictly increasing/decreasing points (``ptd_seven_point_trend``)."""
+    y = np.asarray(values, dtype=float)
+    out = np.zeros(y.shape)
+    if y.size < RUN:
+        return out
+    for i in range(RUN - 1, y.size):
+        d = np.sign(np.diff(y[i - (RUN - 1) : i + 1]))
+        if np.all(d == 1):
+            out[i] = 1.0
+        elif np.all(d == -1):
+            out[i] = -1.0
+    return out
+
+
+def part_of_run(flags: Sequence[float] | np.ndarray) -> np.ndarray:
+    """1 for every point of a flagged run of 7: the point or one of the next 6 is flagged.
+
+    ``ptd_part_of_seven_trend`` (with the ``abs()`` fix of NHSRplotthedots issue #167, so
+    decreasing trends count too).
+    """
+    v = np.abs(np.asarray(flags, dtype=float))
+    padded = np.concatenate([v, np.zeros(RUN - 1)])
+    return np.array([float(np.any(padded[i : i + RUN] == 1)) for i in range(v.size)])
+
+
+def two_in_three(
+    close_to_limits: Sequence[float] | np.ndarray,
+    relative_to_mean: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """1 where a point belongs to a window of 3 with >= 2 near-limit points, all on one side.
+
+    ``ptd_two_in_three``; combine with ``close_to_limits`` (as
+    ``ptd_part_of_two_in_three``) to mark only the near-limit points themselves.
+    """
+    v = np.asarray(close_to_limits, dtype=float)
+    rtm = np.asarray(relative_to_mean, dtype=float)
+    if v.size == 0:
+        return np.zeros(0)
+    vp = np.concatenate([[0, 0], v, [0, 0]])
+    rp = np.concatenate([[0, 0], rtm, [0, 0]])
+    out = np.zeros(v.shape)
+    for i in range(v.size):
+        hit = False
+        for start in (i, i + 1, i + 2):
+            window = slice(start, start + 3)
+            if np.sum(vp[window]) >= 2 and abs(np.sum(rp[window])) == 3:
+                hit = True
+        out[i] = float(hit)
+    return out
+
+
+def special_cause_type(
+    values: Sequence[float] | np.ndarray,
+    relative_to_mean: Sequence[float] | np.ndarray,
+    close_to_limits: Sequence[float] | np.ndarray,
+    outside_limits: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """Which rule marks each point (``ptd_special_cause_type``), in order of precedence.
+
+    Returns strings: ``"Above UCL"``/``"Below LCL"``, ``"7 Point Trend (Increasing)"``/
+    ``"(Decreasing)"``, ``"2 in 3 Above CL"``/``"Below CL"``, ``"7 Points Above CL"``/
+    ``"Below CL"`` or ``"Common Cause"``.
+    """
+    y = np.asarray(values, dtype=float)
+    rtm = np.asarray(relative_to_mean, dtype=float)
+    close = np.asarray(close_to_limits, dtype=float)
+    outside = np.asarray(outside_limits, dtype=float)
+    n = y.size
+    trend = part_of_run(seven_point_trend(y))
+    two3 = ((two_in_three(close, rtm) == 1) & (np.abs(close) == 1)).astype(float)
+    shift = part_of_run(seven_point_one_side_mean(rtm))
+
+    sdy = np.sign(np.diff(y))
+    right = np.concatenate([sdy, sdy[-1:]]) if n > 1 else np.zeros(n)
+    left = np.concatenate([[0.0], sdy])
+    next_in_trend = np.concatenate([trend[1:], [0.0]]) != 0
+    step = np.where(next_in_trend & (trend != 0), right, left)
+
+    side = np.where(rtm > 0, "Above", "Below")
+    out = np.full(n, "Common Cause", dtype=object)
+    for i in range(n):
+        if outside[i] != 0:
+            out[i] = "Above UCL" if rtm[i] == 1 else "Below LCL"
+        elif trend[i] != 0:
+            out[i] = f"7 Point Trend ({'In' if step[i] == 1 else 'De'}creasing)"
+        elif two3[i] != 0:
+            out[i] = f"2 in 3 {side[i]} CL"
+        elif shift[i] != 0:
+            out[i] = f"7 Points {side[i]} CL"
+    return out
+
+
+def variation(special_cause: Sequence[str] | np.ndarray, improvement_direction: str) -> np.ndarray:
+    """Variation signal per point from its special-cause type (``ptd_point_type``).
+
+    ``common_cause``, ``special_cause_improvement``, ``special_cause_concern``; for a
+    neutral indicator every signal is ``special_cause_neither``.
+    """
+    direction = _direction(improvement_direction)
+    types = np.asarray(special_cause, dtype=object)
+    out = np.full(types.shape, "common_cause", dtype=object)
+    for i, t in enumerate(types):
+        if t is None:
+            out[i] = None
+            continue
+        v = 1 if ("Above" in t or "Increasing" in t) else -1 if ("Below" in t or "Decreasing" in t) else 0
+        if v == 0:
+            continue
+        if direction == 0:
+            out[i] = "special_cause_neither"
+        else:
+            out[i] = "special_cause_improvement" if v * direction > 0 else "special_cause_concern"
+    return out
+
+
+# --------------------------------------------------------------------------- chart
+def xmr_chart(
+    values: Sequence[float | None] | np.ndarray | pd.Series,
+    improvement_direction: str = "increase",
+    fix_after_n_points: int | None = None,
+    screen_outliers: bool = True,
+) -> pd.DataFrame:
+    """XmR chart of a time-ordered series with NHSRplotthedots' special-cause rules.
+
+    Returns one row per input value (same order, default RangeIndex) with columns
+    ``value, mean, mean_moving_range, lpl, upl, outside_limits, relative_to_mean,
+    close_to_limits, special_cause_type, special_cause_flag, variation, signal_side``.
+    ``signal_side`` is ``"high"``/``"low"`` for special-cause points, else ``None``.
+    Missing values are skipped (see module docstring); with fewer than 2 values the
+    limits are NaN and every point is ``common_cause``.
+    """
+    _direction(improvement_direction)
+    raw = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(dtype=float)
+    present = np.isfinite(raw)
+    y = raw[present]
+    limits = xmr_limits(y, fix_after_n_points, screen_outliers)
+
+    with np.errstate(invalid="ignore"):
+        outside = (y > limits["upl"]) | (y < limits["lpl"])
+        rtm = np.sign(y - limits["mean"])
+        close = ~outside & ((y < limits["near_lpl"]) | (y > limits["near_upl"]))
+    if y.size >= 2 and np.isfinite(limits["upl"]):
+        types = special_cause_type(y, rtm, close.astype(float), outside.astype(float))
+    else:
+        types = np.full(y.size, "Common Cause", dtype=object)
+    var = variation(types, improvement_direction)
+    side = np.array(
+        [None if t == "Common Cause" else ("high" if ("Above" in t or "Increasing" in t) else "low") for t in types],
+        dtype=object,
+    )
+
+    n = raw.size
+    frame = pd.DataFrame(
+        {
+            "value": raw,
+            "mean": np.full(n, limits["mean"]),
+            "mean_moving_range": np.full(n, limits["mean_moving_range"]),
+            "lpl": np.full(n, limits["lpl"]),
+            "upl": np.full(n, limits["upl"]),
+        }
+    )
+
+    def spread(part: np.ndarray, fill, dtype) -> np.ndarray:
+        full = np.full(n, fill, dtype=dtype)
+        full[present] = part
+        return full
+
+    frame["outside_limits"] = spread(outside, False, bool)
+    frame["relative_to_mean"] = spread(rtm, np.nan, float)
+    frame["close_to_limits"] = spread(close, False, bool)
+    frame["special_cause_type"] = spread(types, None, object)
+    frame["special_cause_flag"] = spread(types != "Common Cause", False, bool)
+    frame["variation"] = spread(var, None, object)
+    frame["signal_side"] = spread(side, None, object)
+    return frame
+
+
+def assurance(
+    lpl: float,
+    upl: float,
+    target: float | None,
+    improvement_direction: str = "increase",
+) -> str | None:
+    """Assurance of meeting a target (``ptd_calculate_assurance_type``).
+
+    ``consistent_pass`` / ``consistent_fail`` when the target lies outside the process
+    limits (on the failing / passing side), ``inconsistent`` when it lies within them
+    (a target equal to a limit is ``inconsistent``). ``None`` without a target, for a
+    neutral indicator, or when the limits are unknown.
+    """
+    direction = _direction(improvement_direction)
+    if target is None or direction == 0:
+        return None
+    if not (np.isfinite(lpl) and np.isfinite(upl) and np.isfinite(target)):
+        return None
+    if target > upl:
+        return "consistent_fail" if direction == 1 else "consistent_pass"
+    if target < lpl:
+        return "consistent_pass" if direction == 1 else "consistent_fail"
+    return "inconsistent"
+
+
+def spc_summary(
+    chart: pd.DataFrame,
+    target: float | None = None,
+    improvement_direction: str = "increase",
+) -> dict[str, object]:
+    """Summary of an :func:`xmr_chart` result (``summary.ptd_spc_df``).
+
+    Returns ``{"mean", "lpl", "upl", "n", "common_cause", "special_cause_improvement",
+    "special_cause_concern", "special_cause_neither", "variation_type",
+    "assurance_type"}``; ``variation_type`` is the variation of the latest non-missing
+    point and ``assurance_type`` comes from :func:`assurance`.
+    """
+    present = chart[chart["variation"].notna()]
+    counts = present["variation"].value_counts()
+    last = present["variation"].iloc[-1] if len(present) else None
+    mean = float(chart["mean"].iloc[0]) if len(chart) else math.nan
+    lpl = float(chart["lpl"].iloc[0]) if len(chart) else math.nan
+    upl = float(chart["upl"].iloc[0]) if len(chart) else math.nan
+    return {
+        "mean": mean,
+        "lpl": lpl,
+        "upl": upl,
+        "n": int(len(present)),
+        "common_cause": int(counts.get("common_cause", 0)),
+        "special_cause_improvement": int(counts.get("special_cause_improvement", 0)),
+        "special_cause_concern": int(counts.get("special_cause_concern", 0)),
+        "special_cause_neither": int(counts.get("special_cause_neither", 0)),
+        "variation_type": last,
+        "assurance_type": assurance(lpl, upl, target, improvement_direction),
+    }
