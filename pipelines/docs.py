@@ -68,7 +68,10 @@ def render_data_dictionary() -> str:
         "",
         "NHS numbers never reach a table: on reading, each is replaced by `person_key`, the hex HMAC-SHA256 of "
         "the number with white space removed, keyed with `PRISONHEALTH_PSEUDONYMISATION_KEY`. Quarantined rows "
-        "keep their original text with every run of ten or more digits masked.",
+        "keep their original text with every run of ten or more digits masked. An NHS number keyed into another "
+        "column is still an NHS number, so in every other column a run of ten or more digits (spaces allowed) is "
+        "replaced on reading by `#` and the first 16 hex characters of its keyed hash: long numeric ids stay "
+        "distinct, and no such run is ever stored.",
         "",
         "## Quarantine reasons",
         "",

@@ -254,6 +254,8 @@ def _collect(records, header, table: contract.Table, pseudonymiser: Pseudonymise
         for name, index in getters:
             value = fields[index].strip() if index is not None else ""
             value = value or None
+            if value is not None and name != "nhs_number" and len(value) >= 10:
+                value = pseudonymiser.digit_runs(value)
             if name == "nhs_number":
                 out["person_key"].append(pseudonymiser.person_key(value) if value else None)
                 out["nhs_number_problem"].append(nhs_number_problem(value))

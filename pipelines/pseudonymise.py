@@ -80,6 +80,15 @@ class Pseudonymiser:
         compact = _WHITESPACE.sub("", value)
         return hmac.new(self.key, compact.encode("utf-8"), hashlib.sha256).hexdigest()
 
+    def digit_runs(self, value: str) -> str:
+        """Replace every run of ten or more digits in a value by a short keyed hash.
+
+        An NHS number keyed into the wrong column (or glued to another value) is still
+        an NHS number, so no column may store such a run. A hash rather than a mask
+        keeps long numeric identifiers distinct, so they still work as ids.
+        """
+        return _DIGIT_RUN.sub(lambda m: "#" + self.person_key(m.group(0))[:16], value)
+
 
 def mask_nhs_numbers(text: str) -> str:
     """Mask every run of ten or more digits (spaces allowed between them) in free text,

@@ -53,3 +53,10 @@ def test_masking_hides_runs_of_ten_or_more_digits():
     assert mask_nhs_numbers("R1,943 476 5919,XAA,2024-01-05T10:00,30") == "R1,############,XAA,2024-01-05T10:00,30"
     assert mask_nhs_numbers("12345678901") == "###########"
     assert mask_nhs_numbers("123456789") == "123456789"
+
+
+def test_digit_runs_in_other_columns_become_distinct_keyed_hashes():
+    pseudonymiser = Pseudonymiser(b"prisonhealth-test-key")
+    assert pseudonymiser.digit_runs("R9434765919") == "R#bb362bd771ae14ce"
+    assert pseudonymiser.digit_runs("ITEM-20240100012345") != pseudonymiser.digit_runs("ITEM-20240100012346")
+    assert pseudonymiser.digit_runs("2024-01-05T10:00") == "2024-01-05T10:00"
