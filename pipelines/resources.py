@@ -36,14 +36,21 @@ class PrisonHealthSettings(dg.ConfigurableResource):
         return self.out_path / "warehouse.duckdb"
 
 
+_CREATED: set[str] = set()
+
+
 class Warehouse(DuckDBResource):
-    """DuckDB's resource with the warehouse's tables guaranteed to exist."""
+    """DuckDB's resource with the warehouse's tables guaranteed to exist (checked once per process)."""
 
     @contextmanager
     def get_connection(self):
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(self.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with super().get_connection() as conn:
-            warehouse.create_all(conn)
+            key = f"{path.resolve()}:{path.stat().st_ino if path.exists() else 0}"
+            if key not in _CREATED:
+                warehouse.create_all(conn)
+                _CREATED.add(key)
             yield conn
 
 
