@@ -18,7 +18,7 @@ from rich.console import Console
 
 from pipelines import settings
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 def _log_to_file(out: Path) -> Path:

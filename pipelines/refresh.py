@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines import settings
+from pipelines import resources, settings
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -85,6 +85,7 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
     instance = _instance()
 
     def run(job_name: str, label: str, **kwargs) -> None:
+        began = time.monotonic()
         try:
             result = defs.resolve_job_def(job_name).execute_in_process(
                 instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, **kwargs)
@@ -92,19 +93,17 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
         except Exception:  # noqa: BLE001 - recorded in the log file, reported by exit code
             report.runs_failed.append(label)
             log.error("%s raised\n%s", label, traceback.format_exc())
+        progress(f"{label:<28} {time.monotonic() - began:6.1f} s")
 
-    progress("reference tables")
-    run("reference_job", "reference")
+    run("reference_job", "reference tables")
     for i, month in enumerate(months, start=1):
-        progress(f"[{i}/{len(months)}] sources {month}")
-        run("ingest_job", f"sources {month}", partition_key=month)
+        run("ingest_job", f"[{i}/{len(months)}] sources {month}", partition_key=month)
     for job_name, label, partitioned in downstream_jobs(defs, available, months):
-        for key in partitioned:
-            progress(f"{label} {key}")
-            run(job_name, f"{label} {key}", partition_key=key)
+        for i, key in enumerate(partitioned, start=1):
+            run(job_name, f"[{i}/{len(partitioned)}] {label} {key}", partition_key=key)
         if not partitioned:
-            progress(label)
             run(job_name, label)
+    resources.release()
     report.seconds = time.monotonic() - started
     _summarise(out / "warehouse.duckdb", months, report)
     return report

@@ -36,22 +36,38 @@ class PrisonHealthSettings(dg.ConfigurableResource):
         return self.out_path / "warehouse.duckdb"
 
 
-_CREATED: set[str] = set()
+_OPEN: dict[str, duckdb.DuckDBPyConnection] = {}
 
 
 class Warehouse(DuckDBResource):
-    """DuckDB's resource with the warehouse's tables guaranteed to exist (checked once per process)."""
+    """The pipeline's DuckDB warehouse, held open for the life of the process.
+
+    Every step of an in-process run gets its own cursor on one database instance, so
+    the file is opened, its tables ensured and its write-ahead log checkpointed once
+    per process instead of once per step. `release()` closes it (the refresh does so
+    before reading its summary, and tests before reading the file from outside).
+    """
 
     @contextmanager
     def get_connection(self):
-        path = Path(self.database)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with super().get_connection() as conn:
-            key = f"{path.resolve()}:{path.stat().st_ino if path.exists() else 0}"
-            if key not in _CREATED:
-                warehouse.create_all(conn)
-                _CREATED.add(key)
-            yield conn
+        path = Path(self.database).resolve()
+        key = str(path)
+        if key not in _OPEN:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = duckdb.connect(key)
+            warehouse.create_all(conn)
+            _OPEN[key] = conn
+        cursor = _OPEN[key].cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+
+def release(database: Path | None = None) -> None:
+    """Close the held warehouse connection(s), checkpointing them."""
+    for key in [k for k in _OPEN if database is None or k == str(Path(database).resolve())]:
+        _OPEN.pop(key).close()
 
 
 @contextmanager
