@@ -64,6 +64,19 @@ def england_series_markdown(conn, code: str, months: int = 12) -> str:
     return "\n".join(lines)
 
 
+def reason_breakdown_markdown(conn, code: str, month: str) -> str:
+    """Why England's units for the month are, or are not, in the numerator (from the member rows)."""
+    rows = conn.execute("""
+        SELECT reason, unit_type, count(*), sum(numerator), sum(denominator)
+        FROM indicators.members WHERE indicator_id = ? AND month = ? AND unit_type <> 'population'
+        GROUP BY ALL ORDER BY sum(numerator) DESC, count(*) DESC""", [code, periods.parse_month(month)]).fetchall()
+    if not rows:
+        return "No member rows (derived indicator, or no units this month)."
+    lines = ["| reason | units | counted in numerator | counted in denominator |", "|---|---:|---:|---:|"]
+    lines += [f"| {reason} ({unit}) | {n:,} | {num:,} | {den:,.0f} |" for reason, unit, n, num, den in rows]
+    return "\n".join(lines)
+
+
 @dg.multi_asset(
     specs=[_spec(i) for i in CATALOGUE],
     partitions_def=MONTHS,
@@ -91,6 +104,8 @@ def indicator_month(context: dg.AssetExecutionContext, settings: PrisonHealthSet
                     "member rows": counts["members_by_indicator"].get(indicator.code, 0),
                     "provisional": counts["provisional"],
                     "England series": dg.MetadataValue.md(england_series_markdown(conn, indicator.code)),
+                    "England this month, by reason": dg.MetadataValue.md(
+                        reason_breakdown_markdown(conn, indicator.code, month)),
                 },
             )
 

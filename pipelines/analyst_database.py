@@ -14,10 +14,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines import contract
+from pipelines import action_lists, contract
 
 PUBLIC_SCHEMAS = ("conformed", "indicators", "published", "quality")
-PRIVATE_TABLES = {("indicators", "members")}  # record-level: restricted, published separately
 
 TABLE_COMMENTS = {
     "quality.file_loads": "One row per landing file seen: its hash, status (loaded, rejected, unchanged) and "
@@ -34,6 +33,12 @@ TABLE_COMMENTS = {
     "indicators.funnel_limits": "95% and 99.8% funnel plot limits around England's value, by denominator.",
     "indicators.spc": "Statistical process control (XmR) of monthly series for England and each prison.",
     "published.indicator_values": "Indicator values after disclosure control, as published in the report.",
+    "indicators.members": "The units behind every figure: one row per indicator, month, prison and unit "
+                          "counted (reception, event, person, activity, population or row group), whether it is "
+                          "in the numerator, the reason, the datetimes that decided it and the file and line of "
+                          "the deciding record. Sums over it equal prison_month.",
+    "quality.expectation_results": "Great Expectations results: rows failing each expectation of each "
+                                   "source's suite, by file month (all rules a row breaks, not only its first).",
 }
 
 COLUMN_COMMENTS = {
@@ -76,6 +81,53 @@ COLUMN_COMMENTS = {
                   "not_compared.",
     "provisional": "True while later source months that can change the figure are not all loaded.",
     "suppressed": "True when the value is withheld by disclosure control ([c]).",
+    "prison_code": "Prison code (NULL in quality tables when the row named no valid prison).",
+    "code": "Indicator code, e.g. P01a.",
+    "priority_name": "Name of the National Partnership Agreement priority.",
+    "headline": "True for the priority's headline indicator.",
+    "name": "Indicator name.",
+    "definition": "What the indicator measures.",
+    "unit": "Unit of the value (%, per 1,000, per 1,000 per month, per 100,000, percentage points).",
+    "multiplier": "Multiplier applied to numerator / denominator.",
+    "polarity": "high (higher is better), low (lower is better) or neutral.",
+    "target": "Target value, where the indicator has one (local and illustrative; set in the catalogue).",
+    "method": "Interval method: wilson, byar (exact Poisson under 10 events) or newcombe.",
+    "denominator_kind": "units, population_months, mean_population or person_years.",
+    "aggregation": "How longer periods and higher levels combine: sum, or distinct_persons.",
+    "anchor": "The datetime that places a unit in a month.",
+    "derived": "For derived indicators, the rule (e.g. gap P01b operator pfi - public).",
+    "sql": "The SQL that returns the indicator's member rows for a month.",
+    "expectation": "Great Expectations expectation type.",
+    "column": "Column (or column pair) the expectation checks.",
+    "rule": "The contract rule behind the expectation.",
+    "rows_failing": "Rows failing the expectation in that file month.",
+    "england_value": "England's value: the centre line of the funnel.",
+    "lower_95": "Lower 95% funnel limit at this denominator.",
+    "upper_95": "Upper 95% funnel limit at this denominator.",
+    "lower_99_8": "Lower 99.8% funnel limit at this denominator.",
+    "upper_99_8": "Upper 99.8% funnel limit at this denominator.",
+    "base_indicator_id": "The indicator whose groups the gap compares.",
+    "group_attribute": "Prison attribute that defines the groups (e.g. operator).",
+    "group_a": "First group (the gap is group_a minus group_b).",
+    "group_b": "Second group.",
+    "numerator_a": "Numerator of group a.",
+    "denominator_a": "Denominator of group a.",
+    "numerator_b": "Numerator of group b.",
+    "denominator_b": "Denominator of group b.",
+    "unit_type": "What was counted: reception, event, person, activity, population or rows.",
+    "unit_id": "Identifier of the unit: reception_id, event id, person_key, or a population/row-group label.",
+    "anchor_datetime": "The datetime that places the unit in its month (reception, event, quit date, sample).",
+    "event_datetime": "The datetime of the event that decided the unit, if any.",
+    "window_end": "End of the unit's window (anchor + window), if the indicator has one.",
+    "component": "For distinct-person indicators, the drug group this row stands for.",
+    "mean": "Process mean of the series.",
+    "lower_process_limit": "Lower process limit: mean - 2.66 x mean moving range.",
+    "upper_process_limit": "Upper process limit: mean + 2.66 x mean moving range.",
+    "special_cause": "True when a special-cause rule flags the point.",
+    "variation": "common_cause, special_cause_improvement, special_cause_concern or special_cause_neither.",
+    "rules": "The special-cause rule that flagged the point (outside limits, trend, two in three, shift).",
+    "assurance": "Whether the process will meet the target: consistent_pass, consistent_fail or inconsistent.",
+    **{reason: f"Rows quarantined with reason {reason}." for reason in contract.REASONS},
 }
 
 VIEWS = {
@@ -90,6 +142,7 @@ VIEWS = {
         FROM indicators.indicator_values
         WHERE level = 'england' AND period_type = 'month'
         ORDER BY indicator_id, month""",
+    "indicators.action_list": action_lists.ACTION_LIST_SQL,
     "quality.quarantine_by_reason": """
         SELECT source, month, prison_code, reason, count(*) AS rows
         FROM quality.quarantine GROUP BY ALL ORDER BY source, month, prison_code, reason""",
@@ -99,6 +152,8 @@ VIEW_COMMENTS = {
     "indicators.latest_prison_values": "Each indicator's latest month, per prison.",
     "indicators.england_trend": "England's monthly series of every indicator.",
     "quality.quarantine_by_reason": "Quarantined records counted by source, month, prison and reason.",
+    "indicators.action_list": "RESTRICTED: receptions inside their window, or past it by up to "
+                              f"{action_lists.RECENT_DAYS} days, that have not met P01a, P07b, P09a or P12b-d.",
 }
 
 
@@ -117,7 +172,7 @@ def _column_comment(schema: str, table: str, column: str) -> str | None:
 def _tables(conn, catalog: str) -> list[tuple[str, str]]:
     return [(s, t) for s, t in conn.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1, 2", [catalog]
-    ).fetchall() if s in PUBLIC_SCHEMAS and (s, t) not in PRIVATE_TABLES]
+    ).fetchall() if s in PUBLIC_SCHEMAS]
 
 
 def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str, str] | None = None) -> Path:
