@@ -179,7 +179,8 @@ def audit(conn, table: contract.Table) -> tuple[list[dict], list[str]]:
     """
     from pipelines import validation
 
-    frame = conn.execute(f"SELECT * EXCLUDE (original_row) FROM ({validation.judge_sql(table, quarantined_rows_condition(table))})").df()
+    judged = validation.judge_sql(table, quarantined_rows_condition(table))
+    frame = conn.execute(f"SELECT * EXCLUDE (original_row) FROM ({judged})").df()
     if frame.empty:
         return [], []
     prisons = [r[0] for r in conn.execute("SELECT prison_code FROM conformed.prisons").fetchall()]

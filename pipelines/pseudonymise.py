@@ -50,7 +50,7 @@ def modulus11_valid(digits: str) -> bool:
     """NHS Modulus 11: weights 10..2 on the first nine digits; 11 means 0, 10 is invalid."""
     if len(digits) != 10 or not digits.isdigit():
         return False
-    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1)))
+    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
     if check == 11:
         check = 0

@@ -365,7 +365,8 @@ def link_events(conn, table: contract.Table, from_month: str, to_month: str | No
           ) r
           ON ev.person_key = r.person_key AND ev.prison_code = r.prison_code AND ev.at >= r.reception_datetime
         ) l
-        WHERE e.{id_col} = l.event_id AND e.source_month >= {_quote(from_month)} {upper.replace('source_month', 'e.source_month')}
+        WHERE e.{id_col} = l.event_id AND e.source_month >= {_quote(from_month)}
+          {upper.replace('source_month', 'e.source_month')}
     """)
 
 

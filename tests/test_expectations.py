@@ -3,9 +3,8 @@
 import pytest
 
 from pipelines import contract, expectations, validation
-from tests.test_bad_input import FILES, M, ROW_FAULTS
+from tests.test_bad_input import FILES, ROW_FAULTS, M
 from tests.warehouse_fixtures import Landing
-
 
 # The corpus files with rows that split into columns but break rules (malformed rows never reach GX).
 RULE_FAULTS = [f for f in ROW_FAULTS if any(reason != "malformed_row" for reason in f[2].values())]

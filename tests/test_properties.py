@@ -22,7 +22,8 @@ def _row(i: int) -> str:
 
 
 BASE = (HEADER + "".join(_row(i) for i in range(12))).encode()
-PIECES = [b",", b'"', b"\n", b"\r\n", b"\xff", b"\x00", b"  ", b"9434765919", b"XZZ", b"2024-02-30T10:00", b"\xef\xbb\xbf"]
+PIECES = [b",", b'"', b"\n", b"\r\n", b"\xff", b"\x00", b"  ", b"9434765919", b"XZZ", b"2024-02-30T10:00",
+          b"\xef\xbb\xbf"]
 
 edits = st.lists(
     st.tuples(st.integers(0, len(BASE)), st.integers(0, 12), st.sampled_from(PIECES) | st.binary(max_size=6)),
