@@ -4,7 +4,7 @@ the analysts' database and the report. Unpartitioned: each reads every month."""
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
-from pipelines import action_lists, analyst_database, benchmarking, indicators
+from pipelines import action_lists, analyst_database, benchmarking, indicators, report
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
@@ -109,4 +109,25 @@ def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings
     })
 
 
-PUBLICATION_ASSETS = [indicator_values, published_indicator_values, analyst_db]
+@dg.asset(
+    key=["report"],
+    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"])],
+    group_name="publication",
+    kinds={"html", "plotly"},
+    description="The published report under <out>/report/: overview of the twelve headline indicators, a page "
+    "per indicator (SPC chart, funnel plot, sortable table, definition, CSV), prison and region views, "
+    "methodology and data quality; the accessible spreadsheet; CSV and Parquet. Published figures only.",
+)
+def published_report(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
+                     warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.get_connection() as conn:
+        summary = report.build_report(conn, settings.out_path)
+        headline = report.headline_table_markdown(conn)
+    return dg.MaterializeResult(metadata={
+        **summary.metadata(),
+        "report": dg.MetadataValue.path(str(summary.index.resolve())),
+        "headline indicators": dg.MetadataValue.md(headline),
+    })
+
+
+PUBLICATION_ASSETS = [indicator_values, published_indicator_values, analyst_db, published_report]

@@ -1,0 +1,223 @@
+"""The accessible spreadsheet of the published indicators (gptables, GSS good practice).
+
+`build_spreadsheet(conn, path)` writes an .xlsx with a cover sheet, a table of contents, a notes
+sheet, an "Indicators" sheet of definitions and one sheet per indicator (named by its code, so
+always within Excel's 31-character limit), each holding one table: every area's quarterly and
+financial-year figures and England's monthly figures (every area's months are in the CSV and
+Parquet files). Only `published.indicator_values` is read. Shorthand follows the Government Statistical
+Service guidance on symbols in tables:
+
+    [c]  confidential: suppressed by disclosure control (numerator 1 to 7, or a complementary cell)
+    [x]  not available
+    [z]  not applicable (no one in the denominator; P04a has no numerator or denominator)
+
+Notes are referenced as [note N] in titles, subtitles and column headings, as gptables renders them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from pipelines import report
+
+COLUMNS = (
+    "Period type", "Period", "Period start", "Period end", "Geography level", "Area code", "Area name",
+    "Numerator", "Denominator", "Value", "Lower 95% CI", "Upper 95% CI", "Lower 99.8% CI", "Upper 99.8% CI",
+    "Compared with England", "Status",
+)
+NOTES = {
+    "suppression": ("Suppressed figures are shown as [c] (confidential). Below England level a figure whose "
+                    "numerator is between 1 and 7 is suppressed, and so is one more figure in the same table "
+                    "where the suppressed one could otherwise be worked out by subtraction from its region, "
+                    "operator, prison function or England total. Zero is shown."),
+    "shorthand": ("[x] means the figure is not available. [z] means it is not applicable: no one is in the "
+                  "denominator, or (P04a) the indicator has no numerator or denominator."),
+    "provisional": ("A month is provisional until the extracts of the two following months have arrived, as "
+                    "events up to two months later can still count; a quarter or financial year holding a "
+                    "provisional month, or not yet complete, is provisional. Provisional figures may change."),
+    "intervals": ("Confidence intervals: Wilson score intervals (without continuity correction) for percentages; "
+                  "exact Poisson intervals for rates with numerators under 10 and Byar's method otherwise; "
+                  "Newcombe's hybrid score interval for the P04a gap."),
+    "comparison": ("An area is better or worse than England (higher or lower for indicators where neither "
+                   "direction is better) when its 95% confidence interval lies wholly above or below England's "
+                   "value; otherwise it is similar. England and P04a are not compared."),
+    "gap": ("P04a is P01b in PFI prisons minus P01b in public-sector prisons, in percentage points, for England "
+            "only; contracted prisons are in neither group."),
+}
+COMPARISON_WORDS = {"better": "Better", "similar": "Similar", "worse": "Worse", "higher": "Higher",
+                    "lower": "Lower", "not_compared": "Not compared"}
+ROUND_VALUE = 2
+
+
+def _shorthand_or(row: dict, column: str, digits: int | None) -> object:
+    if row["suppressed"]:
+        return "[c]"
+    value = row.get(column)
+    if value is None:
+        if column in ("numerator", "denominator") and row["indicator_id"] == "P04a":
+            return "[z]"
+        if row.get("denominator") is not None and row["denominator"] == 0:
+            return "[z]"
+        return "[x]"
+    if digits is None:
+        return int(value) if float(value).is_integer() else round(float(value), 2)
+    return round(float(value), digits)
+
+
+def indicator_table(rows: list[dict]) -> pd.DataFrame:
+    """One indicator's published rows in spreadsheet form (shorthand in place of missing figures)."""
+    order = {"month": 0, "quarter": 1, "financial_year": 2}
+    rows = sorted(rows, key=lambda r: (order.get(r["period_type"], 9), r["period_start"],
+                                       report.LEVEL_ORDER.get(r["level"], 9), r["area_name"] or r["area_code"]))
+    records = []
+    for r in rows:
+        records.append([
+            report.PERIOD_LABELS.get(r["period_type"], r["period_type"]),
+            report.period_label(r["period_type"], r["period_start"], short=True),
+            r["period_start"].isoformat(),
+            r["period_end"].isoformat() if r["period_end"] else "[x]",
+            report.LEVEL_LABELS.get(r["level"], r["level"]),
+            r["area_code"],
+            r["area_name"] or r["area_code"],
+            _shorthand_or(r, "numerator", None),
+            _shorthand_or(r, "denominator", None),
+            _shorthand_or(r, "value", ROUND_VALUE),
+            _shorthand_or(r, "lower_ci_95", ROUND_VALUE),
+            _shorthand_or(r, "upper_ci_95", ROUND_VALUE),
+            _shorthand_or(r, "lower_ci_99_8", ROUND_VALUE),
+            _shorthand_or(r, "upper_ci_99_8", ROUND_VALUE),
+            "[c]" if r["suppressed"] else COMPARISON_WORDS.get(r["comparison"] or "not_compared", r["comparison"]),
+            "Provisional" if r["provisional"] else "Final",
+        ])
+    return pd.DataFrame(records, columns=list(COLUMNS), dtype=object)
+
+
+def spreadsheet_rows(rows: list[dict]) -> list[dict]:
+    """Quarters and financial years for every area, months for England only (all months of all areas
+    are in the CSV and Parquet files; a sheet of every prison-month would be too long to read)."""
+    return [r for r in rows if r["period_type"] != "month" or r["level"] == "england"]
+
+
+def definitions_table(catalogue: list[dict]) -> pd.DataFrame:
+    records = []
+    for c in catalogue:
+        records.append([
+            c["code"], c["priority"], c.get("priority_name") or "[x]", "Yes" if c.get("headline") else "No",
+            c["name"], c.get("definition") or "[x]", c.get("numerator") or "[x]", c.get("denominator") or "[x]",
+            report.unit_label(c.get("unit") or "") or "[x]",
+            report.POLARITY_TEXT.get(c.get("polarity"), c.get("polarity") or "[x]"),
+            c["target"] if c.get("target") is not None else "[z]",
+            report.METHOD_TEXT.get(c.get("method") or "", c.get("method") or "[x]"),
+        ])
+    return pd.DataFrame(records, dtype=object, columns=[
+        "Indicator code", "Priority", "Priority name", "Headline indicator", "Indicator name", "Definition",
+        "Numerator", "Denominator", "Unit", "Polarity", "Target", "Confidence interval method"])
+
+
+def _sheet_name(code: str) -> str:
+    name = "".join(ch for ch in code if ch not in '[]:*?/\\')[:31]
+    return name or "Table"
+
+
+def build_spreadsheet(conn: duckdb.DuckDBPyConnection, path: Path, *, publication=None,
+                      synthetic: bool = True) -> Path:
+    """Write the accessible spreadsheet to `path` and return it.
+
+    `publication` (a `report.Publication`) saves reading the warehouse again when the report has
+    already done so; `synthetic` says on the cover that the figures are made-up sample data."""
+    import gptables as gpt
+
+    pub = publication or report.load_publication(conn)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    period = report._latest_label(pub)
+    source = ("Source: prison healthcare extracts" + (" (synthetic sample data)" if synthetic else "")
+              + ", prisonhealth pipeline")
+    sheets: dict[str, gpt.GPTable] = {}
+    sheets["Indicators"] = gpt.GPTable(
+        table=definitions_table(pub.catalogue),
+        table_name="indicator_definitions",
+        title="Indicator definitions: the twelve priorities of the National Partnership Agreement",
+        subtitles=["One row per indicator. [z] in the target column means the indicator has no target."],
+        instructions="This worksheet contains one table. Some cells may refer to notes, which can be found on the "
+                     "notes worksheet.",
+        source=source,
+        index_columns={2: 0},
+    )
+    has_gap = False
+    for cat in pub.catalogue:
+        rows = spreadsheet_rows(pub.by_indicator.get(cat["code"], []))
+        if not rows:
+            continue
+        unit = cat.get("unit") or ""
+        subtitles = [
+            f"Unit: {unit}. {report.POLARITY_TEXT.get(cat.get('polarity'), '')}."
+            + (f" Target: {cat['target']:g}." if cat.get("target") is not None else ""),
+            "Suppressed figures are shown as [c], not available as [x] and not applicable as [z].",
+            "Quarters and financial years for every area; months for England only (the monthly figures of every "
+            "area are in the CSV and Parquet files published with this spreadsheet).",
+            f"Priority {cat['priority']}: {cat.get('priority_name') or ''}. {cat.get('definition') or ''}".strip(),
+        ]
+        if cat["code"] == "P04a":
+            subtitles[0] += " $$gap$$"
+            has_gap = True
+        sheets[_sheet_name(cat["code"])] = gpt.GPTable(
+            table=indicator_table(rows),
+            table_name=f"table_{cat['code']}",
+            title=f"{cat['code']} {cat['name']}, England, regions, operators, functions and prisons"
+                  + (f", {period}" if period else ""),
+            subtitles=subtitles,
+            instructions="This worksheet contains one table. Some cells refer to notes, which can be found on the "
+                         "notes worksheet. Some cells contain shorthand: [c], [x] or [z].",
+            source=source,
+            units={9: unit} if unit else None,
+            table_notes={7: "$$suppression$$", 9: "$$shorthand$$", 10: "$$intervals$$", 14: "$$comparison$$",
+                         15: "$$provisional$$"},
+            index_columns={2: 0},
+        )
+    notes = {k: v for k, v in NOTES.items() if k != "gap" or has_gap}
+    notes_table = pd.DataFrame({"Note reference": list(notes), "Note text": list(notes.values())})
+    cover = gpt.Cover(
+        cover_label="Cover",
+        title="Prison health indicators: the twelve priorities of the National Partnership Agreement for prison "
+              "healthcare in England" + (f", {period}" if period else ""),
+        intro=[
+            "This spreadsheet holds the published figures of the 28 indicators of the twelve priorities of the "
+            "National Partnership Agreement for prison healthcare in England, by financial quarter and "
+            "financial year for England, NHS England regions, operators, prison functions and prisons, and by "
+            "month for England. Monthly figures for every area are in the CSV and Parquet files published "
+            "alongside.",
+            *(["These are synthetic sample data describing fictional prisons, produced to demonstrate the "
+               "pipeline."] if synthetic else []),
+        ],
+        about=[
+            [{"bold": True, "font_size": 14}, "What is in the spreadsheet"],
+            "The Contents sheet lists the tables. The Notes sheet explains the notes referred to as [note N] in "
+            "titles and column headings. The Indicators sheet defines each indicator. Each other sheet holds one "
+            "indicator, named by its code.",
+            [{"bold": True, "font_size": 14}, "Shorthand"],
+            "[c] confidential: the figure is suppressed by disclosure control (a numerator of 1 to 7 below England, "
+            "or a figure that would let one be worked out).",
+            "[x] not available.",
+            "[z] not applicable.",
+            [{"bold": True, "font_size": 14}, "Provisional figures"],
+            "Recent months are provisional and may change when later extracts arrive (see the Notes sheet).",
+        ],
+        contact=["Prison health intelligence team (fictional)", "Email: prison.health@example.org"],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gptables warns about unreferenced notes and empty cells
+        gpt.write_workbook(
+            filename=path,
+            sheets=sheets,
+            cover=cover,
+            notes_table=notes_table,
+            contentsheet_label="Contents",
+            contentsheet_options={"title": "Table of contents"},
+            auto_width=True,
+        )
+    return path

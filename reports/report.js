@@ -1,0 +1,84 @@
+/* Prison health indicators report: charts, sortable tables and the area picker.
+   Plain ES2017, no dependencies other than the Plotly bundle shipped beside the pages. */
+(function () {
+  "use strict";
+
+  function renderCharts() {
+    var charts = document.querySelectorAll(".js-plotly[data-figure]");
+    if (!charts.length) return;
+    if (typeof window.Plotly === "undefined") return; /* the data tables remain */
+    charts.forEach(function (el) {
+      var source = document.getElementById(el.getAttribute("data-figure"));
+      if (!source) return;
+      var figure = JSON.parse(source.textContent);
+      el.innerHTML = "";
+      window.Plotly.newPlot(el, figure.data, figure.layout, figure.config || { displaylogo: false, responsive: true });
+    });
+  }
+
+  function cellValue(row, index, type) {
+    var cell = row.children[index];
+    if (!cell) return null;
+    var raw = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
+    if (type === "number") {
+      if (raw === "" || raw === null) return null;
+      var n = parseFloat(raw);
+      return isNaN(n) ? null : n;
+    }
+    return raw.toLocaleLowerCase();
+  }
+
+  function sortTable(table, header, button) {
+    var headers = Array.prototype.slice.call(header.parentNode.children);
+    var index = headers.indexOf(header);
+    var type = button.getAttribute("data-sort-type") || "text";
+    var ascending = header.getAttribute("aria-sort") !== "ascending";
+    headers.forEach(function (th) { if (th.hasAttribute("aria-sort")) th.setAttribute("aria-sort", "none"); });
+    header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = cellValue(a, index, type), y = cellValue(b, index, type);
+      if (x === null && y === null) return 0;
+      if (x === null) return 1;   /* [c], [x] and [z] always last */
+      if (y === null) return -1;
+      var order = type === "number" ? x - y : x.localeCompare(y);
+      return ascending ? order : -order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+    var status = table.closest("section") && table.closest("section").querySelector(".sort-status");
+    if (!status) status = document.querySelector(".sort-status");
+    if (status) {
+      status.textContent = "Table sorted by " + button.textContent.trim() + ", " +
+        (ascending ? "ascending" : "descending") + ".";
+    }
+  }
+
+  function setUpSorting() {
+    document.querySelectorAll("table.sortable").forEach(function (table) {
+      table.querySelectorAll("thead th .sort-button").forEach(function (button) {
+        button.addEventListener("click", function () { sortTable(table, button.closest("th"), button); });
+      });
+    });
+  }
+
+  function setUpPicker() {
+    document.querySelectorAll("form.js-area-picker").forEach(function (form) {
+      form.hidden = false;
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var select = form.querySelector("select");
+        if (select && select.value) window.location.href = select.value;
+      });
+    });
+  }
+
+  function start() {
+    setUpSorting();
+    setUpPicker();
+    renderCharts();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
