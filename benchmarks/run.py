@@ -1,0 +1,286 @@
+"""National-scale benchmarks: `make bench` (or `python -m benchmarks.run --help`).
+
+Generates the national synthetic landing directory once (cached outside the repository,
+by default in ~/.cache/prisonhealth), then measures, each over several runs with the
+median reported:
+
+- ingest throughput of one national month (read, pseudonymise, land raw) next to a bare
+  DuckDB `read_csv` of the same files: the floor;
+- validation time of one national month (all five sources);
+- indicator computation over the full history next to a bare scan of the conformed
+  tables: the floor;
+- a monthly incremental refresh end to end (`prisonhealth refresh --months M:M` in a
+  fresh process) with 12 and with the full history behind it;
+- a full backfill end to end;
+- peak resident memory of each (measured in a child process).
+
+Writes benchmarks/results.md with the machine, versions and commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "prisonhealth"
+RESULTS = ROOT / "benchmarks" / "results.md"
+PRISONHEALTH = [sys.executable, "-m", "pipelines.cli"]
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def child(code: str, *args: str) -> dict:
+    """Run a measurement in a fresh Python process; returns its JSON result plus peak RSS (MiB)."""
+    script = ("import json, resource, sys, time\n" + code
+              + "\nresult['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+              "print('RESULT' + json.dumps(result))")
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")][-1]
+    return json.loads(line[6:])
+
+
+def timed_command(command: list[str], env: dict | None = None) -> dict:
+    """Wall time and peak RSS of a whole command (its children included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    seconds = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": seconds, "exit_code": done.returncode, "peak_rss_mib": max(before, after) / 1024,
+            "tail": done.stdout.strip().splitlines()[-3:]}
+
+
+def ensure_sample(months: int, seed: int) -> Path:
+    landing = CACHE / f"national-{months}m-seed{seed}"
+    marker = landing / ".complete"
+    if marker.exists():
+        log(f"national sample cached at {landing}")
+        return landing
+    log(f"generating the national sample ({months} months) into {landing}")
+    shutil.rmtree(landing, ignore_errors=True)
+    subprocess.run([*PRISONHEALTH, "sample", "--scale", "national", "--months", str(months), "--seed", str(seed),
+                    "--out", str(landing)], cwd=ROOT, check=True)
+    marker.write_text(datetime.now().isoformat())
+    return landing
+
+
+def month_list(landing: Path) -> list[str]:
+    return sorted(p.stem for p in (landing / "reception_screening").glob("*.csv"))
+
+
+INGEST = """
+from pathlib import Path
+import duckdb
+from pipelines import contract, ingest, validation, warehouse
+from pipelines.pseudonymise import Pseudonymiser
+landing, month, db = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+conn = duckdb.connect(db); warehouse.create_all(conn)
+for table in contract.REFERENCES:
+    ingest.ingest(conn, landing, table, None, Pseudonymiser())
+    validation.validate(conn, table, None)
+rows = 0
+t = time.monotonic()
+for table in contract.SOURCES:
+    outcome = ingest.ingest(conn, landing, table, month, Pseudonymiser(), force=True)
+    rows += outcome.rows_read
+ingest_seconds = time.monotonic() - t
+t = time.monotonic()
+for table in contract.SOURCES:
+    validation.validate_partition(conn, table, month)
+validate_seconds = time.monotonic() - t
+files = [str(landing / t.name / f"{month}.csv") for t in contract.SOURCES]
+t = time.monotonic()
+bare_rows = 0
+for f in files:
+    bare_rows += duckdb.sql(f"SELECT count(*) FROM read_csv('{f}', all_varchar=true, strict_mode=false, "
+                            "null_padding=true, ignore_errors=true)").fetchall()[0][0]
+bare_seconds = time.monotonic() - t
+result = {"rows": rows, "ingest_seconds": ingest_seconds, "validate_seconds": validate_seconds,
+          "bare_read_csv_seconds": bare_seconds, "bare_rows": bare_rows}
+"""
+
+INDICATORS = """
+import duckdb
+from pipelines import contract, indicators
+db, months = sys.argv[1], sys.argv[2].split(",")
+conn = duckdb.connect(db)
+t = time.monotonic()
+conn.execute("BEGIN")
+for month in months:
+    indicators.compute_month(conn, month)
+conn.execute("ROLLBACK")
+indicator_seconds = time.monotonic() - t
+t = time.monotonic()
+scanned = 0
+for table in contract.SOURCES:
+    columns = ", ".join(f"max({n})" for n, _ in contract.conformed_columns(table))
+    conn.execute(f"SELECT count(*), {columns} FROM conformed.{table.name}").fetchall()
+    scanned += conn.execute(f"SELECT count(*) FROM conformed.{table.name}").fetchone()[0]
+scan_seconds = time.monotonic() - t
+result = {"months": len(months), "indicator_seconds": indicator_seconds, "bare_scan_seconds": scan_seconds,
+          "conformed_rows": scanned}
+"""
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def refresh(landing: Path, out: Path, months: str | None = None) -> dict:
+    command = [*PRISONHEALTH, "refresh", "--landing", str(landing), "--out", str(out)]
+    if months:
+        command += ["--months", months]
+    return timed_command(command, env={"DAGSTER_HOME": ""})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--months", type=int, default=120, help="months of national history (default 120)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median reported)")
+    parser.add_argument("--seed", type=int, default=20240401)
+    parser.add_argument("--skip-backfill", action="store_true", help="reuse the last backfilled warehouse")
+    args = parser.parse_args(argv)
+
+    landing = ensure_sample(args.months, args.seed)
+    months = month_list(landing)
+    work = CACHE / "bench-work"
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"months": len(months), "runs": args.runs}
+
+    probe = months[len(months) // 2]
+    log(f"ingest and validation of one national month ({probe}), {args.runs} runs")
+    runs = []
+    for i in range(args.runs):
+        db = work / f"ingest-{i}.duckdb"
+        db.unlink(missing_ok=True)
+        runs.append(child(INGEST, str(landing), probe, str(db)))
+        db.unlink(missing_ok=True)
+    results["ingest"] = {
+        "rows": runs[0]["rows"],
+        "ingest_seconds": median_of(runs, "ingest_seconds"),
+        "bare_read_csv_seconds": median_of(runs, "bare_read_csv_seconds"),
+        "validate_seconds": median_of(runs, "validate_seconds"),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+    }
+
+    full_out = work / "full"
+    if not args.skip_backfill or not (full_out / "warehouse.duckdb").exists():
+        log(f"full backfill of {len(months)} months (one run: it takes a while)")
+        shutil.rmtree(full_out, ignore_errors=True)
+        results["backfill"] = refresh(landing, full_out)
+        log(f"backfill: {results['backfill']['seconds']:.0f} s")
+
+    log(f"indicators over the full history ({len(months)} months), {args.runs} runs")
+    runs = [child(INDICATORS, str(full_out / "warehouse.duckdb"), ",".join(months)) for _ in range(args.runs)]
+    results["indicators"] = {k: median_of(runs, k) for k in ("indicator_seconds", "bare_scan_seconds")}
+    results["indicators"]["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    results["indicators"]["conformed_rows"] = runs[0]["conformed_rows"]
+
+    last = months[-1]
+    log(f"monthly refresh of {last} with {len(months)} months of history, {args.runs} runs")
+    results["monthly_full_history"] = [refresh(landing, full_out, f"{last}:{last}") for _ in range(args.runs)]
+
+    short = work / "twelve"
+    twelve = months[-12:]
+    log("backfill of the last 12 months, then the monthly refresh with 12 months of history")
+    shutil.rmtree(short, ignore_errors=True)
+    short_landing = work / "landing-12"
+    _link_months(landing, short_landing, twelve)
+    refresh(short_landing, short)
+    results["monthly_12_months_history"] = [refresh(short_landing, short, f"{last}:{last}")
+                                            for _ in range(args.runs)]
+    write_results(results, landing)
+    log(f"results written to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def _link_months(landing: Path, target: Path, months: list[str]) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(landing / "reference", target / "reference")
+    for source in ("reception_screening", "bbv_testing", "tb_screening", "smoking", "prescribing"):
+        (target / source).mkdir(parents=True)
+        for month in months:
+            os.link(landing / source / f"{month}.csv", target / source / f"{month}.csv")
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+
+    return ", ".join(f"{p} {version(p)}" for p in ("dagster", "duckdb", "polars", "great_expectations", "pandas"))
+
+
+def write_results(results: dict, landing: Path) -> None:
+    ingest = results["ingest"]
+    indicators = results["indicators"]
+    monthly = statistics.median(r["seconds"] for r in results["monthly_full_history"])
+    monthly12 = statistics.median(r["seconds"] for r in results["monthly_12_months_history"])
+    backfill = results.get("backfill")
+    peak = max([ingest["peak_rss_mib"], indicators["peak_rss_mib"],
+                *(r["peak_rss_mib"] for r in results["monthly_full_history"]),
+                *([backfill["peak_rss_mib"]] if backfill else [])])
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    rows_per_s = ingest["rows"] / ingest["ingest_seconds"]
+    bare_per_s = ingest["rows"] / ingest["bare_read_csv_seconds"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Recorded {datetime.now():%Y-%m-%d %H:%M} by `make bench` (`python -m benchmarks.run --months "
+        f"{results['months']} --runs {results['runs']}`).",
+        f"Machine: {platform.platform()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; Python "
+        f"{platform.python_version()}; {_versions()}.",
+        f"Data: `prisonhealth sample --scale national --months {results['months']}` ({landing}).",
+        "Medians over the runs; peak resident memory measured per child process.",
+        "",
+        "| measurement | result | floor | ratio | target | |",
+        "|---|---:|---:|---:|---|---|",
+        f"| ingest of one national month ({ingest['rows']:,} rows) | {ingest['ingest_seconds']:.1f} s "
+        f"({rows_per_s:,.0f} rows/s) | bare `read_csv` {ingest['bare_read_csv_seconds']:.2f} s "
+        f"({bare_per_s:,.0f} rows/s) | {ingest['ingest_seconds'] / ingest['bare_read_csv_seconds']:.1f}x "
+        f"| within 2x | {verdict(ingest['ingest_seconds'] <= 2 * ingest['bare_read_csv_seconds'])} |",
+        f"| validation of one national month | {ingest['validate_seconds']:.1f} s | | | | |",
+        f"| indicators over {results['months']} months ({indicators['conformed_rows']:,} conformed rows) "
+        f"| {indicators['indicator_seconds']:.1f} s | bare scan {indicators['bare_scan_seconds']:.2f} s "
+        f"| {indicators['indicator_seconds'] / indicators['bare_scan_seconds']:.1f}x | within 3x | "
+        f"{verdict(indicators['indicator_seconds'] <= 3 * indicators['bare_scan_seconds'])} |",
+        f"| monthly refresh, {results['months']} months of history | {monthly:.1f} s | | | 60 s | "
+        f"{verdict(monthly <= 60)} |",
+        f"| monthly refresh, 12 months of history | {monthly12:.1f} s | | {monthly / monthly12:.2f}x "
+        f"(120 vs 12) | within 1.5x | {verdict(monthly <= 1.5 * monthly12)} |",
+    ]
+    if backfill:
+        lines.append(f"| full backfill of {results['months']} months | {backfill['seconds'] / 60:.1f} min | | | "
+                     f"15 min | {verdict(backfill['seconds'] <= 900)} |")
+    lines += [
+        f"| peak resident memory, all measurements | {peak / 1024:.2f} GiB | | | 4 GiB | {verdict(peak <= 4096)} |",
+        "",
+        "Raw measurements:",
+        "",
+        "```json",
+        json.dumps(results, indent=2, default=str),
+        "```",
+        "",
+    ]
+    RESULTS.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
