@@ -4,7 +4,8 @@
 
     index.html                 overview: the twelve headline indicators as tiles, all indicators by priority
     indicators/<code>.html     one page per indicator: England SPC chart, funnel plot of prisons for the
-                               latest quarter, sortable tables of prisons and other areas, definition, CSV link
+                               latest quarter, sortable tables of prisons and other areas, "Behind the
+                               figure" (counts by reason for a chosen prison and month), definition, CSV link
     areas.html                 prison and region picker
     prisons/<code>.html        every indicator for one prison against England
     regions/<slug>.html        every indicator for one region against England, and its prisons
@@ -17,7 +18,9 @@
 Only disclosure-controlled figures are read: `published.indicator_values` (never the analysts'
 `indicators.indicator_values`). Suppressed figures are shown as `[c]`. England-level SPC rows
 (`indicators.spc`), funnel limits (`indicators.funnel_limits`), the catalogue, the prisons and
-`quality.summary` counts complete the pages. The site works offline from file:// (no CDN).
+`quality.summary` counts complete the pages. The counts by reason behind each monthly prison
+figure come from `indicators.members` through `pipelines.drilldown` (disclosure-controlled there;
+the section is left out when the table is missing). The site works offline from file:// (no CDN).
 
 The pages are rendered from the Jinja2 templates in `reports/` at the project root.
 """
@@ -38,6 +41,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 from markupsafe import Markup, escape
+
+from pipelines import drilldown
+from pipelines.disclosure import DisclosurePolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "reports"
@@ -859,6 +865,154 @@ def _indicator_context(pub: Publication, cat: dict, csv_bytes: int | None) -> di
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# Behind the figure: counts by reason for one prison and month (pipelines.drilldown)
+
+BEHIND_MONTHS_NOTE = {
+    None: "no figure is published for this month.",
+    "s": "the figure is suppressed [c], so no breakdown is shown.",
+    "b": "the counts by reason are suppressed [c] to protect confidentiality.",
+    "n": "no counts by reason are available for this month.",
+}
+
+
+@dataclass
+class Behind:
+    """Disclosure-controlled counts by reason, read once: indicator -> (prison, month) -> rows."""
+
+    codes: set[str]  # indicators with member rows
+    rows: dict[str, dict[tuple[str, dt.date], list[dict]]]
+
+
+def load_behind(conn: duckdb.DuckDBPyConnection, pub: Publication,
+                policy: DisclosurePolicy = DisclosurePolicy()) -> Behind | None:
+    """The publishable counts by reason (None when the warehouse has no `indicators.members`).
+
+    A prison-month is explained only when its figure is published and not suppressed in the
+    rows the pages show (`pub.rows`)."""
+    if not drilldown.members_available(conn):
+        return None
+    counts = drilldown.reason_counts(conn)
+    published = pd.DataFrame(
+        [{"indicator_id": r["indicator_id"], "month": r["period_start"], "prison_code": r["area_code"],
+          "suppressed": r["suppressed"]} for r in pub.rows if r["level"] == "prison" and r["period_type"] == "month"],
+        columns=["indicator_id", "month", "prison_code", "suppressed"])
+    shown = drilldown.publishable_reason_counts(counts, policy, published=published)
+    rows: dict[str, dict[tuple[str, dt.date], list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in shown.to_dict("records"):
+        r = {k: _clean(v) for k, v in r.items()}
+        rows[r["indicator_id"]][(r["prison_code"], _as_date(r["month"]))].append(r)
+    return Behind(codes=set(counts["indicator_id"].dropna()), rows=rows)
+
+
+def _count_text(n: float | None) -> str:
+    return "[c]" if n is None else format_count(n)
+
+
+def behind_text(entry: Any, reasons: list[str], kind: str, population: str | None) -> str:
+    """The counts by reason for one prison-month as a sentence (assets/report.js writes the same).
+
+    `entry` is one cell of the embedded data: None (no published figure), "s" (figure suppressed),
+    "b" (breakdown suppressed), "n" (no counts), or {"c": counts aligned with `reasons` (null for
+    [c]; [rows loaded, rows read] per source when `kind` is "rows"), "p": population, "f":
+    [numerator, denominator, value]}."""
+    if not isinstance(entry, dict):
+        return BEHIND_MONTHS_NOTE.get(entry, BEHIND_MONTHS_NOTE[None])
+    parts = []
+    for label, count in zip(reasons, entry["c"], strict=True):
+        if count == 0:
+            continue
+        if kind == "rows":
+            parts.append(f"{label}: [c]" if count is None else
+                         f"{label}: {format_count(count[0])} of {format_count(count[1])} rows loaded")
+        else:
+            parts.append(f"{_count_text(count)} {label}")
+    text = ("; ".join(parts) or "nothing counted") + "."
+    if population and "p" in entry:
+        text += f" {population[:1].upper()}{population[1:]}: {_count_text(entry.get('p'))}."
+    figure = entry.get("f")
+    if figure:
+        text += (f" Published figure: numerator {_count_text(figure[0])}, denominator {_count_text(figure[1])}, "
+                 f"value {figure[2] or '[x]'}.")
+    return text
+
+
+def _behind_context(pub: Publication, cat: dict, behind: Behind | None) -> dict | None:
+    """The "Behind the figure" section: embedded counts for every prison and month of the indicator,
+    the sentence for the default choice and the static table of the latest month (without script)."""
+    code, unit = cat["code"], cat["unit"]
+    if behind is None or code not in behind.codes:
+        return None
+    published = {(r["area_code"], r["period_start"]): r
+                 for r in pub.rows_for(code, period_type="month", level="prison")}
+    if not published:
+        return None
+    months = sorted({m for _, m in published})
+    prisons = sorted({p for p, _ in published}, key=lambda c: (pub.area_name("prison", c).lower(), c))
+    by_cell = behind.rows.get(code, {})
+    vocabulary: dict[tuple[str, str], str] = {}  # (role, reason) -> label, display order
+    population = None
+    kind = "units"
+    for rows in by_cell.values():
+        for r in rows:
+            if r["role"] == "population":
+                population = population or r["reason"]
+            else:
+                vocabulary.setdefault((r["role"], r["reason"]), r["reason"])
+                kind = "rows" if r["role"] == "rows" else kind
+    keys = sorted(vocabulary, key=lambda k: (drilldown.ROLE_ORDER.get(k[0], 9), k[1]))
+    labels = [SOURCE_LABELS.get(k[1], k[1]) if k[0] == "rows" else k[1] for k in keys]
+    position = {k: i for i, k in enumerate(keys)}
+
+    def entry(prison: str, month: dt.date) -> Any:
+        row = published.get((prison, month))
+        if row is None:
+            return None
+        if row["suppressed"]:
+            return "s"
+        rows = by_cell.get((prison, month))
+        if not rows:
+            return "n"
+        if any(r["suppression"] == "breakdown" for r in rows):
+            return "b"
+        counts: list[Any] = [0] * len(keys)
+        out: dict[str, Any] = {"c": counts}
+        for r in rows:
+            if r["role"] == "population":
+                out["p"] = None if r["suppressed"] else _rounded(r["denominator"], 1)
+                continue
+            i = position[(r["role"], r["reason"])]
+            if r["suppressed"]:
+                counts[i] = None
+            elif r["role"] == "rows":
+                counts[i] = [int(r["numerator"]), int(r["denominator"])]
+            else:
+                counts[i] = int(r["units"])
+        num, den = row["numerator"], row["denominator"]
+        out["f"] = [num, None if den is None else _rounded(float(den), 1),
+                    value_cell(row, unit).striptags() if row["value"] is not None else ""]
+        return out
+
+    cells = [[entry(p, m) for m in months] for p in prisons]
+    names = [pub.area_name("prison", p) for p in prisons]
+    month_labels = [period_label("month", m) for m in months]
+    latest = months[-1]
+    table = [{"code": p, "name": names[i], "text": behind_text(cells[i][-1], labels, kind, population)}
+             for i, p in enumerate(prisons)]
+    data = {"reasons": labels, "kind": kind, "population": population,
+            "months": [[m.isoformat(), label] for m, label in zip(months, month_labels, strict=True)],
+            "prisons": [[p, names[i]] for i, p in enumerate(prisons)], "cells": cells,
+            "notes": {("none" if k is None else k): v for k, v in BEHIND_MONTHS_NOTE.items()}}
+    return {
+        "id": f"behind-{_slug(code)}",
+        "prisons": [{"code": p, "name": names[i]} for i, p in enumerate(prisons)],
+        "months": [{"value": m.isoformat(), "label": label} for m, label in zip(months, month_labels, strict=True)],
+        "latest": latest.isoformat(), "latest_label": period_label("month", latest),
+        "sentence": f"{names[0]}, {period_label('month', latest)}: {table[0]['text']}",
+        "table": table, "payload": _json_for_html(data), "rows_kind": kind == "rows",
+    }
+
+
 def _area_context(pub: Publication, level: str, code: str) -> dict:
     sections = []
     totals: Counter = Counter()
@@ -1078,6 +1232,7 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
         if (root / sub).exists():
             shutil.rmtree(root / sub)
     pub = load_publication(conn)
+    behind = load_behind(conn, pub)
     written: list[Path] = []
     written += _copy_assets(root / "assets")
     data_paths = write_exports(conn, root / "data", [c["code"] for c in pub.catalogue])
@@ -1113,6 +1268,7 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
         ctx = _indicator_context(pub, cat, csv_sizes.get(_slug(cat["code"])))
         ctx["positions"] = (ctx["funnel"] or {}).get("positions", {})
         ctx["region_of"] = {c: p.get("region") for c, p in pub.prisons.items()}
+        ctx["behind"] = _behind_context(pub, cat, behind)
         pages.append((f"indicators/{_slug(cat['code'])}.html", "indicator.html.j2", {**ctx, "page_id": "indicators"}))
     pages.append(("areas.html", "areas.html.j2", {"regions": nav_regions, "page_id": "areas"}))
     for code in prison_codes:

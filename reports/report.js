@@ -73,9 +73,67 @@
     });
   }
 
+  /* "Behind the figure": counts by reason for the chosen prison and month (the same sentence as
+     pipelines/report.py behind_text, from the embedded, disclosure-controlled counts). */
+  function formatCount(n) {
+    if (n === null || n === undefined) return "[c]";
+    return Number(n).toLocaleString("en-GB", { maximumFractionDigits: 1, minimumFractionDigits: Number.isInteger(n) ? 0 : 1 });
+  }
+
+  function behindText(data, entry) {
+    if (entry === null || typeof entry !== "object") {
+      return data.notes[entry === null || entry === undefined ? "none" : entry] || data.notes.none;
+    }
+    var parts = [];
+    data.reasons.forEach(function (label, i) {
+      var count = entry.c[i];
+      if (count === 0) return;
+      if (data.kind === "rows") {
+        parts.push(count === null ? label + ": [c]"
+          : label + ": " + formatCount(count[0]) + " of " + formatCount(count[1]) + " rows loaded");
+      } else {
+        parts.push(formatCount(count) + " " + label);
+      }
+    });
+    var text = (parts.length ? parts.join("; ") : "nothing counted") + ".";
+    if (data.population && Object.prototype.hasOwnProperty.call(entry, "p")) {
+      text += " " + data.population.charAt(0).toUpperCase() + data.population.slice(1) + ": " + formatCount(entry.p) + ".";
+    }
+    if (entry.f) {
+      text += " Published figure: numerator " + formatCount(entry.f[0]) + ", denominator " + formatCount(entry.f[1]) +
+        ", value " + (entry.f[2] || "[x]") + ".";
+    }
+    return text;
+  }
+
+  function setUpBehind() {
+    document.querySelectorAll("form.js-behind").forEach(function (form) {
+      var source = document.getElementById(form.getAttribute("data-source"));
+      var output = document.getElementById(form.getAttribute("data-output"));
+      if (!source || !output) return;
+      var data = JSON.parse(source.textContent);
+      var prison = form.querySelector("select[name=prison]");
+      var month = form.querySelector("select[name=month]");
+      var prisons = data.prisons.map(function (p) { return p[0]; });
+      var months = data.months.map(function (m) { return m[0]; });
+      function update() {
+        var p = prisons.indexOf(prison.value), m = months.indexOf(month.value);
+        if (p < 0 || m < 0) return;
+        output.textContent = data.prisons[p][1] + ", " + data.months[m][1] + ": " + behindText(data, data.cells[p][m]);
+      }
+      prison.addEventListener("change", update);
+      month.addEventListener("change", update);
+      form.addEventListener("submit", function (event) { event.preventDefault(); update(); });
+      form.hidden = false;
+      var table = form.parentNode.querySelector("details.behind-table");
+      if (table) table.open = false; /* the picker replaces the static table; it stays one click away */
+    });
+  }
+
   function start() {
     setUpSorting();
     setUpPicker();
+    setUpBehind();
     renderCharts();
   }
 

@@ -9,7 +9,10 @@
   `XZZ` "HMP Never Published", that must never reach a public output),
 * `indicators.funnel_limits`, `indicators.spc` (England and prisons),
 * `quality.summary`, `quality.quarantine` (with original rows that must never be shown),
-* `conformed.prisons`.
+* `conformed.prisons`,
+* `indicators.members` for a few indicators (P01a, P02b, P05a, P11d, P12b): one row per unit
+  counted, with its reason, adding up to the full prison-month figures (and a few units of the
+  poison prison, which has no published figure), for the "Behind the figure" sections.
 
 Twelve fictional prisons, 24 months (April 2023 to March 2025; the last two months are
 provisional). Some prisons are small so that monthly and some quarterly figures are
@@ -117,6 +120,10 @@ CREATE TABLE quality.summary (
 CREATE TABLE quality.quarantine (
   source VARCHAR, month VARCHAR, file VARCHAR, line INTEGER, prison_code VARCHAR, reason VARCHAR,
   detail VARCHAR, original_row VARCHAR);
+CREATE TABLE indicators.members (
+  indicator_id VARCHAR, month DATE, prison_code VARCHAR, unit_type VARCHAR, unit_id VARCHAR, person_key VARCHAR,
+  numerator BIGINT, denominator DOUBLE, reason VARCHAR, anchor_datetime TIMESTAMP, event_datetime TIMESTAMP,
+  window_end TIMESTAMP, source_file VARCHAR, source_line INTEGER, component VARCHAR);
 CREATE TABLE conformed.prisons (
   prison_code VARCHAR, prison_name VARCHAR, region VARCHAR, "function" VARCHAR, operator VARCHAR,
   has_xray BOOLEAN, opened DATE, closed DATE);
@@ -486,6 +493,67 @@ def _quality_rows(rng) -> tuple[list[tuple], list[tuple]]:
     return summary, quarantine
 
 
+MEMBER_INDICATORS = ("P01a", "P02b", "P05a", "P11d", "P12b")
+ACTIVITIES = (("first screen", 0.2), ("second screen", 0.15), ("HCV sample", 0.05), ("prescription item", 0.5),
+              ("smoking status_recorded", 0.1))
+
+
+def _member_counts(full: list[dict], rng: np.random.Generator) -> pd.DataFrame:
+    """Counts by reason that add up to the full prison-month figures: indicator_id, month, prison_code,
+    unit_type, reason, units, numerator and denominator of each unit, unit_id (for single units)."""
+    out = []
+
+    def add(r, unit_type, reason, units, num, den, unit_id=None):
+        if units > 0:
+            out.append((r["indicator_id"], r["period_start"], r["area_code"], unit_type, reason, int(units), int(num),
+                        float(den), unit_id))
+
+    for r in full:
+        if r["period_type"] != "month" or r["level"] != "prison" or r["indicator_id"] not in MEMBER_INDICATORS:
+            continue
+        code, x, n = r["indicator_id"], int(r["numerator"]), float(r["denominator"])
+        if code == "P01a":
+            later = int(rng.binomial(int(n) - x, 0.8))
+            add(r, "reception", "screened within 24h", x, 1, 1)
+            add(r, "reception", "screened after 24h", later, 0, 1)
+            add(r, "reception", "not screened", int(n) - x - later, 0, 1)
+        elif code == "P12b":
+            add(r, "reception", "tested within 72h", x, 1, 1)
+            add(r, "reception", "not tested within 72h", int(n) - x, 0, 1)
+            add(r, "reception", "not eligible", int(rng.poisson(2.5)), 0, 0)
+        elif code == "P05a":
+            split = rng.multinomial(x, [p for _, p in ACTIVITIES])
+            for (reason, _), k in zip(ACTIVITIES, split, strict=True):
+                add(r, "activity", reason, k, 1, 0)
+            add(r, "population", "average population", 1, 0, n, f"{r['area_code']} {r['period_start']:%Y-%m}")
+        elif code == "P11d":
+            add(r, "event", "active TB diagnosed", x, 1, 0)
+            add(r, "population", "average population / 12", 1, 0, n, f"{r['area_code']} {r['period_start']:%Y-%m}")
+        elif code == "P02b":
+            read = rng.multinomial(int(n), [0.3, 0.2, 0.15, 0.15, 0.2])
+            quarantined = rng.multivariate_hypergeometric(read, int(n) - x) if n > x else np.zeros(5, dtype=int)
+            for source, d, q in zip(SOURCES, read, quarantined, strict=True):
+                if d:
+                    add(r, "rows", f"{d - q} of {d} rows loaded", 1, d - q, d, source)
+    first = months()[0]
+    out.append(("P01a", first, POISON_CODE, "reception", "screened within 24h", 9, 1, 1.0, None))
+    return pd.DataFrame(out, columns=["indicator_id", "month", "prison_code", "unit_type", "reason", "units",
+                                      "numerator", "denominator", "unit_id"])
+
+
+def _insert_members(conn: duckdb.DuckDBPyConnection, counts: pd.DataFrame) -> None:
+    """One member row per unit (expanded in DuckDB from the counts)."""
+    conn.register("member_counts", counts)
+    conn.execute("""
+        INSERT INTO indicators.members
+        SELECT indicator_id, month, prison_code, unit_type,
+               coalesce(unit_id, indicator_id || '-' || prison_code || '-' || strftime(month, '%Y%m') || '-'
+                        || reason || '-' || i),
+               NULL, numerator, denominator, reason, CAST(month AS TIMESTAMP), NULL, NULL, 'fixture', NULL, NULL
+        FROM (SELECT *, unnest(range(units)) AS i FROM member_counts)""")
+    conn.unregister("member_counts")
+
+
 def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: list) -> None:
     """Bulk insert through a DataFrame (executemany is slow in DuckDB)."""
     columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
@@ -522,6 +590,7 @@ def make_warehouse(seed: int = 20250331) -> duckdb.DuckDBPyConnection:
     _insert(conn, "quality.quarantine", quarantine)
     _insert(conn, "conformed.prisons",
             [(p[0], p[1], p[2], p[3], p[4], p[5], dt.date(1990 + i, 1, 1), None) for i, p in enumerate(PRISONS)])
+    _insert_members(conn, _member_counts(full, np.random.default_rng(seed + 1)))
     return conn
 
 

@@ -257,6 +257,8 @@ def _numerators_in_html(root: Path) -> tuple[list[tuple], int]:
                 shown.append((path.name, level, row["attrs"].get("data-area"), number))
         for key, blob in page.scripts.items():
             payload = json.loads(blob)
+            if "data" not in payload:  # not a chart (the counts behind the figure are checked on their own)
+                continue
             for trace in payload["data"]:
                 if trace.get("meta", {}).get("level") not in (None, "england"):
                     for custom in trace.get("customdata", []):
@@ -315,6 +317,139 @@ def test_suppressed_prison_shows_c_on_its_indicator_page(site):
     page = parse(site.root / "indicators" / f"{code}.html")
     row = next(r for r in page.rows if r["attrs"].get("data-area") == area and r["attrs"].get("data-level") == "prison")
     assert row["cells"]["numerator"] == row["cells"]["denominator"] == row["cells"]["value"] == "[c]"
+
+
+# --- behind the figure: counts by reason -------------------------------------------------------
+
+MEMBER_INDICATORS = ("P01a", "P02b", "P05a", "P11d", "P12b")
+
+
+def behind_data(path: Path) -> dict:
+    page = parse(path)
+    return json.loads(page.scripts[f"behind-{path.stem}-data"])
+
+
+def behind_counts(data: dict) -> list[float]:
+    """Every count by reason (and population) in an indicator page's embedded data; None for [c]."""
+    out = []
+    for prison in data["cells"]:
+        for entry in prison:
+            if not isinstance(entry, dict):
+                continue
+            for count in entry["c"]:
+                out += count if isinstance(count, list) else [count]
+            if "p" in entry:
+                out.append(entry["p"])
+    return out
+
+
+def test_behind_the_figure_section_on_indicator_pages(site):
+    root = site.root
+    for code in MEMBER_INDICATORS:
+        path = root / "indicators" / f"{code}.html"
+        page = parse(path)
+        text = path.read_text()
+        assert (2, "Behind the figure") in page.headings, code
+        assert page.find("section", aria_labelledby="behind"), code
+        assert page.find("a", href="#behind"), code  # in the page contents
+        form = page.with_class("js-behind", "form")[0]
+        assert "hidden" in form  # shown by the script; without it the static table remains
+        for name in ("prison", "month"):
+            select = page.find("select", id=f"behind-{code}-{name}")
+            assert select and page.find("label", **{"for": f"behind-{code}-{name}"}), (code, name)
+        live = page.find("p", id=f"behind-{code}-sentence")[0]
+        assert live["role"] == "status" and live["aria-live"] == "polite" and live["aria-atomic"] == "true"
+        data = behind_data(path)
+        prisons = [p for p, _ in data["prisons"]]
+        assert len(prisons) == 12 and POISON_CODE not in prisons
+        assert len(data["months"]) == 24 and all(len(row) == 24 for row in data["cells"])
+        assert len(page.find("option")) == 12 + 24
+        table = [r for r in page.rows if "data-behind" in r["attrs"]]
+        assert len(table) == 12 and text.count('class="data-table behind-table" open') == 1
+        # the static table is the latest month, and says what the script would say
+        for row in table:
+            i = prisons.index(row["attrs"]["data-behind"])
+            expected = report.behind_text(data["cells"][i][-1], data["reasons"], data["kind"], data["population"])
+            assert row["texts"][1] == expected
+        # the sentence shown before any choice: the first prison, the latest month
+        first = report.behind_text(data["cells"][0][-1], data["reasons"], data["kind"], data["population"])
+        assert f'{data["prisons"][0][1]}, {data["months"][-1][1]}: {first}' in text
+    p12b = behind_data(root / "indicators" / "P12b.html")
+    assert p12b["reasons"] == ["tested within 72h", "not tested within 72h", "not eligible"]
+    assert re.search(r"\d+ tested within 72h; \d+ not tested within 72h; \[c\] not eligible\. Published figure: "
+                     r"numerator \d+, denominator \d+, value [\d.]+%\.",
+                     (root / "indicators" / "P12b.html").read_text())
+    p05a = behind_data(root / "indicators" / "P05a.html")
+    assert p05a["population"] == "average population" and "Average population: " in report.behind_text(
+        next(e for row in p05a["cells"] for e in row if isinstance(e, dict)), p05a["reasons"], p05a["kind"],
+        p05a["population"])
+    assert behind_data(root / "indicators" / "P02b.html")["kind"] == "rows"
+    for code in ("P01b", "P04a"):  # no member rows in the fixture (P04a is derived): no section
+        assert not parse(root / "indicators" / f"{code}.html").find("section", aria_labelledby="behind")
+
+
+def test_behind_the_figure_shows_no_count_of_1_to_7(site):
+    shown = suppressed = 0
+    for code in MEMBER_INDICATORS:
+        path = site.root / "indicators" / f"{code}.html"
+        data = behind_data(path)
+        counts = behind_counts(data)
+        assert [c for c in counts if c is not None and c in SMALL] == [], code
+        shown += sum(c is not None for c in counts)
+        suppressed += sum(c is None for c in counts)
+        labels = sorted([*data["reasons"], data["population"] or ""], key=len, reverse=True)
+        for row in parse(path).rows:
+            if "data-behind" not in row["attrs"]:
+                continue
+            text = row["texts"][1].split(" Published figure:")[0]
+            for label in labels:  # reason labels may hold digits ("within 72h", "/ 12")
+                if label:
+                    text = text.replace(label, "")
+            numbers = [float(n.replace(",", "")) for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)]
+            assert not [n for n in numbers if n in SMALL], (code, row["texts"])
+    assert shown > 1000 and suppressed > 100
+
+
+def test_behind_the_figure_is_empty_where_the_figure_is_suppressed(site):
+    conn = site.conn
+    for code in MEMBER_INDICATORS:
+        data = behind_data(site.root / "indicators" / f"{code}.html")
+        months = [m for m, _ in data["months"]]
+        rows = conn.execute("""
+            SELECT area_code, CAST(period_start AS VARCHAR), suppressed FROM published.indicator_values
+            WHERE indicator_id = ? AND level = 'prison' AND period_type = 'month'""", [code]).fetchall()
+        assert rows
+        for area, month, suppressed in rows:
+            entry = data["cells"][[p for p, _ in data["prisons"]].index(area)][months.index(month)]
+            if suppressed:
+                assert entry == "s", (code, area, month)
+            else:
+                assert isinstance(entry, dict), (code, area, month)
+    p11d = behind_data(site.root / "indicators" / "P11d.html")
+    assert sum(e == "s" for row in p11d["cells"] for e in row) > 50  # rare events: mostly suppressed
+    assert report.behind_text("s", [], "units", None) == "the figure is suppressed [c], so no breakdown is shown."
+
+
+def test_behind_the_figure_never_lets_a_suppressed_count_be_worked_out(site):
+    """P01a: numerator = 'screened within 24h'; denominator = it + 'screened after 24h' + 'not screened'.
+    With the published numerator and denominator, a single [c] among the last two would be their difference."""
+    data = behind_data(site.root / "indicators" / "P01a.html")
+    assert data["reasons"] == ["screened within 24h", "not screened", "screened after 24h"]
+    seen = 0
+    for row in data["cells"]:
+        for entry in row:
+            if not isinstance(entry, dict):
+                continue
+            numerator, denominator, _ = entry["f"]
+            assert entry["c"][0] == numerator  # the numerator reason is the published numerator
+            rest = entry["c"][1:]
+            hidden = [c for c in rest if c is None]
+            if hidden:
+                seen += 1
+                assert len(hidden) == 2, entry  # never exactly one unknown in the denominator
+            else:
+                assert numerator + sum(rest) == denominator
+    assert seen > 5
 
 
 # --- offline and links ------------------------------------------------------------------------
@@ -442,12 +577,14 @@ def test_indicator_chart_png_with_kaleido(site):
 def test_report_needs_only_the_published_table_and_tolerates_missing_companions(tmp_path):
     conn = make_warehouse()
     for table in ("indicators.indicator_values", "indicators.spc", "indicators.funnel_limits", "quality.summary",
-                  "quality.quarantine", "conformed.prisons"):
+                  "quality.quarantine", "conformed.prisons", "indicators.members"):
         conn.execute(f"DROP TABLE {table}")
     summary = report.build_report(conn, tmp_path, with_spreadsheet=False)
     assert summary.pages > 40
     page = parse(tmp_path / "report" / "indicators" / "P01a.html")
     assert page.with_class("js-plotly")  # the England series from the published monthly rows
+    assert not page.find("section", aria_labelledby="behind")  # no membership table: no counts by reason
+    assert 'href="#behind"' not in (tmp_path / "report" / "indicators" / "P01a.html").read_text()
     assert "No data-quality summary" in (tmp_path / "report" / "data-quality.html").read_text()
 
 
@@ -512,6 +649,50 @@ def test_pages_render_in_headless_chromium_without_console_errors(site, chromium
         assert page.locator(".main-svg").count() >= 2
         assert page.locator("#funnel-P01a .scatterlayer .point").count() >= 10
         page.screenshot(path=str(ARTIFACTS / "indicator-P01a.png"), full_page=True)
+        assert errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_behind_the_figure_picker_by_keyboard(site, chromium_context):
+    if chromium_context is None:
+        pytest.skip("keyboard checks need the playwright package (pip install playwright)")
+    path = site.root / "indicators" / "P12b.html"
+    data = behind_data(path)
+    page = chromium_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+    def expected(p: int, m: int) -> str:
+        entry = data["cells"][p][m]
+        return (f"{data['prisons'][p][1]}, {data['months'][m][1]}: "
+                f"{report.behind_text(entry, data['reasons'], data['kind'], data['population'])}")
+
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        form = page.locator("form.js-behind")
+        assert form.is_visible()
+        assert page.locator("details.behind-table").get_attribute("open") is None  # the picker replaces it
+        live = page.locator("#behind-P12b-sentence")
+        assert live.text_content() == expected(0, -1)
+        prison = page.locator("#behind-P12b-prison")
+        prison.focus()
+        page.keyboard.press("ArrowDown")  # the second prison
+        assert live.text_content() == expected(1, -1)
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "behind-P12b-month"
+        page.keyboard.press("ArrowDown")  # one month earlier
+        assert live.text_content() == expected(1, len(data["months"]) - 2)
+        small = next(i for i, row in enumerate(data["cells"]) if "s" in row)  # a suppressed figure
+        month = data["cells"][small].index("s")
+        prison.select_option(data["prisons"][small][0])
+        page.locator("#behind-P12b-month").select_option(data["months"][month][0])
+        assert live.text_content() == expected(small, month)
+        assert "suppressed [c]" in live.text_content()
+        page.screenshot(path=str(ARTIFACTS / "indicator-P12b-behind.png"), full_page=False)
         assert errors == []
     finally:
         page.close()
