@@ -102,12 +102,19 @@ def _record(conn, table, month, relative, sha, status, rows_read, message) -> No
 
 def _insert_raw(conn, table: contract.Table, month: str | None, relative: str, read: landing.FileRead) -> None:
     n = read.rows_split
-    columns = dict(read.columns)
+    columns = dict(read.columns)  # Polars series (lists are accepted too)
     if table.is_event:
         columns["source_month"] = [month] * n
     columns["source_file"] = [relative] * n
-    arrow = pa.table({k: pa.array(v, type=pa.int32() if k == "source_line" else pa.string())
-                      for k, v in columns.items()})
+
+    def arrow_column(name, values):
+        kind = pa.int32() if name == "source_line" else pa.string()
+        if isinstance(values, list):
+            return pa.array(values, type=kind)
+        values = values.to_arrow()  # strings stay large_string: DuckDB reads them as VARCHAR
+        return values.cast(kind) if name == "source_line" else values
+
+    arrow = pa.table({k: arrow_column(k, v) for k, v in columns.items()})
     names = ", ".join(f'"{c}"' for c in arrow.column_names)
     conn.register("incoming_rows", arrow)
     try:

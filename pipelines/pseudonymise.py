@@ -7,16 +7,15 @@ text that leaves this module (person keys, problems, masked rows) is safe to sto
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
 import re
-from functools import lru_cache
 
 KEY_VARIABLE = "PRISONHEALTH_PSEUDONYMISATION_KEY"
 DEVELOPMENT_KEY = "prisonhealth-development-key-not-for-real-data"
 
-_WHITESPACE = re.compile(r"\s+")
+_TRANS_36 = bytes(x ^ 0x36 for x in range(256))
+_TRANS_5C = bytes(x ^ 0x5C for x in range(256))
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 # Ten or more digits, optionally separated by spaces/tabs (how NHS numbers get written).
 # The same pattern masks values in quarantine details on the SQL side.
@@ -48,7 +47,7 @@ def warn_if_development_key() -> bool:
 
 def modulus11_valid(digits: str) -> bool:
     """NHS Modulus 11: weights 10..2 on the first nine digits; 11 means 0, 10 is invalid."""
-    if len(digits) != 10 or not digits.isdigit():
+    if len(digits) != 10 or not (digits.isascii() and digits.isdigit()):
         return False
     total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
@@ -62,7 +61,7 @@ def nhs_number_problem(value: str | None) -> str | None:
     if value is None or value == "":
         return "empty"
     compact = value.replace(" ", "")
-    if len(compact) != 10 or not compact.isdigit():
+    if len(compact) != 10 or not (compact.isascii() and compact.isdigit()):
         return "not 10 digits after removing spaces"
     if not modulus11_valid(compact):
         return "failed Modulus 11 check digit"
@@ -72,13 +71,38 @@ def nhs_number_problem(value: str | None) -> str | None:
 class Pseudonymiser:
     """Keyed HMAC-SHA256 of the NHS number with all white space removed."""
 
+    CACHE_SIZE = 1_000_000
+
     def __init__(self, key: bytes | None = None):
         self.key = key if key is not None else pseudonymisation_key()[0]
-        self.person_key = lru_cache(maxsize=1_000_000)(self._person_key)
+        # HMAC (RFC 2104) with the keyed inner and outer hash states computed once: the same
+        # digest as hmac.new(key, message, sha256), without rebuilding them for every number.
+        block = hashlib.sha256().block_size
+        padded = (hashlib.sha256(self.key).digest() if len(self.key) > block else self.key).ljust(block, b"\0")
+        self._inner = hashlib.sha256(padded.translate(_TRANS_36))
+        self._outer = hashlib.sha256(padded.translate(_TRANS_5C))
+        self._keys: dict[str, str] = {}  # people recur across rows, files and months
 
-    def _person_key(self, value: str) -> str:
-        compact = _WHITESPACE.sub("", value)
-        return hmac.new(self.key, compact.encode("utf-8"), hashlib.sha256).hexdigest()
+    def person_key(self, value: str) -> str:
+        return self.person_keys([value])[0]
+
+    def person_keys(self, values: list[str]) -> list[str]:
+        """person_key of each value (one call for a whole column)."""
+        keys, inner_state, outer_state = self._keys, self._inner, self._outer
+        if len(keys) + len(values) > self.CACHE_SIZE:
+            keys.clear()
+        out = []
+        for value in values:
+            key = keys.get(value)
+            if key is None:
+                inner = inner_state.copy()
+                # str.split() splits at exactly the characters \s matches: all white space goes.
+                inner.update("".join(value.split()).encode("utf-8"))
+                outer = outer_state.copy()
+                outer.update(inner.digest())
+                key = keys[value] = outer.hexdigest()
+            out.append(key)
+        return out
 
     def digit_runs(self, value: str) -> str:
         """Replace every run of ten or more digits in a value by a short keyed hash.

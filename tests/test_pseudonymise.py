@@ -60,3 +60,8 @@ def test_digit_runs_in_other_columns_become_distinct_keyed_hashes():
     assert pseudonymiser.digit_runs("R9434765919") == "R#bb362bd771ae14ce"
     assert pseudonymiser.digit_runs("ITEM-20240100012345") != pseudonymiser.digit_runs("ITEM-20240100012346")
     assert pseudonymiser.digit_runs("2024-01-05T10:00") == "2024-01-05T10:00"
+
+
+def test_unicode_digits_are_not_nhs_digits():
+    assert nhs_number_problem("943476591²") == "not 10 digits after removing spaces"
+    assert modulus11_valid("９４３４７６５９１９") is False
