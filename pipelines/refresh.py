@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines import resources, settings
+from pipelines import operations, resources, settings
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -73,22 +73,31 @@ def _record_run(result, name: str, report: RefreshReport) -> None:
 def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
                 progress: Callable[[str], None] = print) -> RefreshReport:
     """Run the pipeline for the chosen months; never raises for bad input."""
-    from pipelines.definitions import build_definitions
-
+    # The partitions are defined from the landing directory when the definitions are first
+    # imported, so the environment must name it before that import.
     os.environ["PRISONHEALTH_LANDING"] = str(landing)
     os.environ["PRISONHEALTH_OUT"] = str(out)
+    from pipelines.definitions import build_definitions
+    from pipelines.partitions import MONTHS
+
     started = time.monotonic()
     available = settings.months_in_landing(landing)
     months = months_in_range(available, months_spec)
     report = RefreshReport(months)
+    outside = [m for m in months if m not in set(MONTHS.get_partition_keys())]
+    if outside:
+        raise ValueError(f"months {outside[0]}..{outside[-1]} are outside this process's partitions (from "
+                         f"{MONTHS.get_first_partition_key()}); set PRISONHEALTH_FIRST_MONTH or run in a new process")
     defs = build_definitions()
     instance = _instance()
+    refresh_id = _start_history(out, months)
 
     def run(job_name: str, label: str, **kwargs) -> None:
         began = time.monotonic()
+        tags = operations.refresh_tags(refresh_id, "cli", operations.JOB_STEPS.get(job_name), out)
         try:
             result = defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, **kwargs)
+                instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=tags, **kwargs)
             _record_run(result, label, report)
         except Exception:  # noqa: BLE001 - recorded in the log file, reported by exit code
             report.runs_failed.append(label)
@@ -103,10 +112,37 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
             run(job_name, f"[{i}/{len(partitioned)}] {label} {key}", partition_key=key)
         if not partitioned:
             run(job_name, label)
+    _finish_history(out, instance, refresh_id)
     resources.release()
     report.seconds = time.monotonic() - started
     _summarise(out / "warehouse.duckdb", months, report)
     return report
+
+
+# ---- run history (pipelines.operations): one quality.runs row per refresh; never fails a refresh
+
+
+def _start_history(out: Path, months: list[str]) -> str:
+    """Tag this refresh's runs with one id, record it as running, and clear leftovers of a killed one."""
+    refresh_id = operations.new_refresh_id("cli")
+    try:
+        operations.remove_stale_publish_files(out / "analyst.duckdb")
+        warehouse = resources.Warehouse(database=str(out / "warehouse.duckdb"))
+        with warehouse.get_connection() as conn, resources.transaction(conn):
+            operations.record_refresh_start(conn, refresh_id, months,
+                                            operations.published_refreshes(out / "analyst.duckdb"))
+    except Exception:  # noqa: BLE001 - history is a by-product: the refresh goes on without it
+        log.warning("could not record the start of refresh %s\n%s", refresh_id, traceback.format_exc())
+    return refresh_id
+
+
+def _finish_history(out: Path, instance: dg.DagsterInstance, refresh_id: str) -> None:
+    try:
+        warehouse = resources.Warehouse(database=str(out / "warehouse.duckdb"))
+        with warehouse.get_connection() as conn, resources.transaction(conn):
+            operations.sync_run_history(conn, instance, out, current_refresh=refresh_id, refreshes=[refresh_id])
+    except Exception:  # noqa: BLE001
+        log.warning("could not record the end of refresh %s\n%s", refresh_id, traceback.format_exc())
 
 
 def indicator_months(available: list[str], months: list[str]) -> list[str]:
