@@ -87,7 +87,8 @@ def published_indicator_values(context: dg.AssetExecutionContext, warehouse: War
 
 @dg.asset(
     key=["analyst_database"],
-    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"])],
+    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"]),
+          dg.AssetKey(["quality", "runs"])],
     group_name="publication",
     kinds={"duckdb"},
     description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment on "

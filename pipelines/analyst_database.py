@@ -14,11 +14,12 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines import action_lists, contract
+from pipelines import action_lists, contract, operations
 
 PUBLIC_SCHEMAS = ("conformed", "indicators", "published", "quality")
 
 TABLE_COMMENTS = {
+    "quality.runs": operations.RUNS_TABLE_COMMENT,
     "quality.file_loads": "One row per landing file seen: its hash, status (loaded, rejected, unchanged) and "
                           "rows read = loaded + quarantined.",
     "quality.quarantine": "Every record set aside, with the contract's reason code and a readable detail; "
@@ -162,6 +163,8 @@ def _sql_text(text: str) -> str:
 
 
 def _column_comment(schema: str, table: str, column: str) -> str | None:
+    if (schema, table) == ("quality", "runs"):
+        return operations.RUNS_COLUMN_COMMENTS.get(column)
     if schema == "conformed" and table in contract.TABLES:
         for c in contract.TABLES[table].columns:
             if c.conformed_name == column:
@@ -179,6 +182,7 @@ def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str
     """Copy the public schemas from the warehouse connection to `target`, atomically."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    operations.remove_stale_publish_files(target)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     catalog = conn.execute("SELECT current_database()").fetchone()[0]

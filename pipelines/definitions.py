@@ -10,6 +10,7 @@ import dagster as dg
 
 from assets import indicators, publication, sources, validation
 from pipelines import resources
+from pipelines.operations import operations_definitions
 from pipelines.partitions import MONTHS
 
 SOURCE_MONTH_SELECTION = dg.AssetSelection.groups("sources", "validation")
@@ -53,6 +54,7 @@ def build_definitions() -> dg.Definitions:
         source_definitions(),
         indicator_definitions(),
         publication_definitions(),
+        operations_definitions(),  # refresh_job, monthly schedule, landing sensor, quality/runs
         dg.Definitions(resources=resources.build(), executor=dg.in_process_executor),
     )
 

@@ -227,3 +227,6 @@ def create_all(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(MALFORMED_DDL)
     for ddl in (*QUALITY_TABLES.values(), *INDICATOR_TABLES.values(), *PUBLICATION_TABLES.values()):
         conn.execute(ddl)
+    from pipelines.operations import create_runs_table  # lazy: operations imports the resources
+
+    create_runs_table(conn)

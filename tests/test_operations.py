@@ -1,0 +1,524 @@
+"""Operations: the monthly schedule, the landing sensor, backfills, one writer with many
+readers, crash safety and the run history.
+
+The refreshes here run `prisonhealth refresh` in separate processes: DuckDB shares one
+database instance between the connections of a process, so readers, writers and the
+checks that read the results must be separate processes to behave as they do for analysts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from pipelines import contract, operations, refresh
+from pipelines.definitions import defs
+
+LONDON = ZoneInfo("Europe/London")
+BIN = Path(sys.executable).parent
+REFRESH_TIMEOUT = 600
+
+
+# ---------------------------------------------------------------- the schedule
+
+
+@pytest.mark.parametrize("scheduled, expected", [
+    (date(2025, 1, 5), ["2024-10", "2024-11", "2024-12"]),   # January: the months cross the calendar year
+    (date(2025, 4, 5), ["2025-01", "2025-02", "2025-03"]),   # April: loads March, the last of the financial year
+    (date(2025, 5, 5), ["2025-02", "2025-03", "2025-04"]),   # May: April, the first of the new financial year
+    (date(2025, 2, 5), ["2024-11", "2024-12", "2025-01"]),
+    (datetime(2025, 1, 5, 6, 0, tzinfo=LONDON), ["2024-10", "2024-11", "2024-12"]),
+])
+def test_months_for_schedule_loads_the_newest_complete_month_and_the_two_provisional_before(scheduled, expected):
+    assert operations.months_for_schedule(scheduled) == expected
+    assert operations.newest_complete_month(scheduled) == expected[-1]
+
+
+def test_schedule_runs_at_six_on_the_fifth_london_time_and_is_switchable():
+    schedule = defs.resolve_schedule_def("monthly_refresh")
+    assert schedule.cron_schedule == "0 6 5 * *"
+    assert schedule.execution_timezone == "Europe/London"
+    assert schedule.job_name == "refresh_job"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # switched on in the UI
+    assert defs.resolve_sensor_def("landing_files").job_name == "refresh_job"
+
+
+def _fake_landing(root: Path, months: list[str], age_seconds: float = 3600) -> Path:
+    """Landing files with the right names: the schedule and sensor look at names and bytes only."""
+    old = time.time() - age_seconds
+    for table in contract.SOURCES:
+        for month in months:
+            path = root / table.name / f"{month}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{table.name} {month}\n")
+            os.utime(path, (old, old))
+    for name in ("prisons", "population"):
+        path = root / "reference" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{name}\n")
+        os.utime(path, (old, old))
+    return root
+
+
+def _steps(requests) -> list[tuple[str, str | None]]:
+    return [(r.tags[operations.STEP_TAG], r.partition_key) for r in requests]
+
+
+def _months(first: str, last: str) -> list[str]:
+    out = [first]
+    while out[-1] < last:
+        out.append(_next(out[-1]))
+    return out
+
+
+def _next(month: str) -> str:
+    year, mon = map(int, month.split("-"))
+    return f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
+
+
+def _evaluate_schedule(when: datetime):
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                            repository_def=defs.get_repository_def())
+        return defs.resolve_schedule_def("monthly_refresh").evaluate_tick(context)
+
+
+@pytest.mark.parametrize("when, landed, sources, indicators", [
+    (datetime(2025, 1, 5, 6, tzinfo=LONDON), ("2024-07", "2024-12"), ["2024-10", "2024-11", "2024-12"],
+     ("2024-08", "2024-12")),
+    (datetime(2025, 4, 5, 6, tzinfo=LONDON), ("2024-10", "2025-03"), ["2025-01", "2025-02", "2025-03"],
+     ("2024-11", "2025-03")),
+])
+def test_schedule_requests_the_refresh_of_those_months_in_a_safe_order(tmp_path, monkeypatch, when, landed,
+                                                                         sources, indicators):
+    available = _months(*landed)
+    monkeypatch.setenv("PRISONHEALTH_LANDING", str(_fake_landing(tmp_path / "landing", available)))
+    monkeypatch.setenv("PRISONHEALTH_OUT", str(tmp_path / "out"))
+    result = _evaluate_schedule(when)
+    requests = result.run_requests
+    assert _steps(requests) == [
+        ("reference", None),
+        *[("sources", m) for m in sources],
+        *[("indicators", m) for m in _months(*indicators)],
+        ("publication", None),
+    ]
+    # the same runs as `prisonhealth refresh --months <M-2>:<M>`: indicators from two months before the range
+    assert _months(*indicators) == refresh.indicator_months(available, sources)
+    assert len({r.tags[operations.REFRESH_ID_TAG] for r in requests}) == 1
+    assert len({r.run_key for r in requests}) == len(requests)
+    keys = [{k.to_user_string() for k in r.asset_selection} for r in requests]
+    assert {"conformed/prisons", "conformed/population"} <= keys[0]
+    assert {"raw/reception_screening", "conformed/reception_screening"} <= keys[1]
+    assert all(k.startswith("indicators/") for k in keys[len(sources) + 1])
+    assert {"analyst_database", "quality/runs", "indicators/indicator_values"} <= keys[-1]
+
+
+def test_schedule_waits_for_the_newest_month_to_be_delivered(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRISONHEALTH_LANDING", str(_fake_landing(tmp_path / "landing", _months("2024-09", "2024-11"))))
+    result = _evaluate_schedule(datetime(2025, 1, 5, 6, tzinfo=LONDON))
+    assert not result.run_requests
+    assert "2024-12 has not been delivered" in result.skip_message
+
+
+# ---------------------------------------------------------------- the landing sensor
+
+
+def _tick(cursor: str | None):
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+        return defs.resolve_sensor_def("landing_files").evaluate_tick(context)
+
+
+@pytest.fixture
+def watched_landing(tmp_path, monkeypatch) -> Path:
+    landing = _fake_landing(tmp_path / "landing", _months("2024-07", "2024-12"))
+    monkeypatch.setenv("PRISONHEALTH_LANDING", str(landing))
+    monkeypatch.setenv("PRISONHEALTH_OUT", str(tmp_path / "out"))
+    return landing
+
+
+def _rewrite(path: Path, text: str, age_seconds: float = 3600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    old = time.time() - age_seconds
+    os.utime(path, (old, old))
+
+
+def test_sensor_first_tick_loads_everything_and_an_unchanged_landing_requests_nothing(watched_landing):
+    first = _tick(None)
+    months = _months("2024-07", "2024-12")
+    assert _steps(first.run_requests) == [("reference", None), *[("sources", m) for m in months],
+                                          *[("indicators", m) for m in months], ("publication", None)]
+    cursor = json.loads(first.cursor)["files"]
+    assert len(cursor) == 5 * 6 + 2 and all(len(sha) == 64 for sha in cursor.values())
+    again = _tick(first.cursor)
+    assert not again.run_requests
+    assert "No new or changed" in again.skip_message
+    assert operations.landing_cursor() == first.cursor  # what to set to start the sensor over a loaded warehouse
+
+
+def test_sensor_requests_exactly_the_partitions_a_changed_or_new_file_affects(watched_landing):
+    cursor = _tick(None).cursor
+    _rewrite(watched_landing / "bbv_testing" / "2024-09.csv", "a revised extract\n")
+    revised = _tick(cursor)
+    # source month S feeds indicator months S-2..S+1 (month M reads M-1..M+2)
+    assert _steps(revised.run_requests) == [("sources", "2024-09"), ("indicators", "2024-07"),
+                                            ("indicators", "2024-08"), ("indicators", "2024-09"),
+                                            ("indicators", "2024-10"), ("publication", None)]
+    _rewrite(watched_landing / "smoking" / "2025-01.csv", "a new month\n")
+    new_month = _tick(revised.cursor)
+    assert _steps(new_month.run_requests) == [("sources", "2025-01"), ("indicators", "2024-11"),
+                                              ("indicators", "2024-12"), ("indicators", "2025-01"),
+                                              ("publication", None)]
+    # the same bytes again (touched, not changed): nothing to do
+    _rewrite(watched_landing / "smoking" / "2025-01.csv", "a new month\n", age_seconds=1800)
+    assert not _tick(new_month.cursor).run_requests
+
+
+def test_sensor_reloads_every_month_when_a_reference_file_changes(watched_landing):
+    cursor = _tick(None).cursor
+    _rewrite(watched_landing / "reference" / "prisons.csv", "a new prison list\n")
+    steps = _steps(_tick(cursor).run_requests)
+    months = _months("2024-07", "2024-12")
+    assert steps == [("reference", None), *[("sources", m) for m in months], *[("indicators", m) for m in months],
+                     ("publication", None)]
+
+
+def test_sensor_waits_until_a_file_is_no_longer_being_written(watched_landing):
+    cursor = _tick(None).cursor
+    path = watched_landing / "tb_screening" / "2024-12.csv"
+    _rewrite(path, "half a fi", age_seconds=0)
+    waiting = _tick(cursor)
+    assert not waiting.run_requests and "still being written" in waiting.skip_message
+    _rewrite(path, "half a file, now complete\n")
+    assert _steps(_tick(waiting.cursor).run_requests)[0] == ("sources", "2024-12")
+
+
+def test_refresh_plan_over_a_range_at_the_end_of_the_data_is_the_cli_refresh():
+    available = _months("2024-01", "2024-06")
+    for first in available:
+        months = refresh.months_in_range(available, f"{first}:")
+        plan = operations.refresh_plan(available, months)
+        assert [(p.step, p.partition) for p in plan] == [
+            ("reference", None), *[("sources", m) for m in months],
+            *[("indicators", m) for m in refresh.indicator_months(available, months)], ("publication", None)]
+
+
+def test_leftovers_of_a_killed_publication_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    target = tmp_path / "analyst.duckdb"
+    stale = [tmp_path / f".analyst.duckdb.{dead.pid}.tmp", tmp_path / f".analyst.duckdb.{dead.pid}.tmp.wal"]
+    live = tmp_path / f".analyst.duckdb.{os.getpid()}.tmp"
+    other = tmp_path / f".warehouse.duckdb.{dead.pid}.tmp"
+    for path in (*stale, live, other):
+        path.write_bytes(b"partial")
+    assert sorted(operations.remove_stale_publish_files(target)) == sorted(stale)
+    assert live.exists() and other.exists() and not any(p.exists() for p in stale)
+
+
+# ---------------------------------------------------------------- run history
+
+
+@dg.asset(key=["raw", "landed"])
+def _landed() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"status": "loaded", "file": "landed/2024-01.csv"})
+
+
+@dg.asset(key=["conformed", "checked"], check_specs=[dg.AssetCheckSpec("rows_are_valid", asset=["conformed", "checked"],
+                                                                         blocking=True)])
+def _checked():
+    yield dg.MaterializeResult()
+    yield dg.AssetCheckResult(check_name="rows_are_valid", passed=False)
+
+
+@dg.asset(key=["broken"])
+def _broken() -> None:
+    raise ValueError("boom")
+
+
+def test_history_has_one_row_per_refresh_whoever_started_it(tmp_path):
+    import duckdb
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+
+    def tags(refresh_id, trigger, target=out):
+        return operations.refresh_tags(refresh_id, trigger, "sources", target)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        def run(asset, **kwargs):
+            dg.materialize([asset], instance=instance, raise_on_error=False, **kwargs)
+
+        run(_landed, tags=tags("schedule-2025-01-05", "schedule"))
+        run(_landed, tags=tags("schedule-2025-01-05", "schedule"))
+        run(_checked, tags=tags("sensor-1", "sensor"))
+        run(_broken, tags=tags("sensor-2", "sensor"))
+        run(_landed, tags=tags("cli-other", "cli", elsewhere))  # another warehouse's refresh
+        run(_landed)  # launched by hand in the UI: its own refresh
+        conn = duckdb.connect()
+        written = operations.sync_run_history(conn, instance, out)
+        again = operations.sync_run_history(conn, instance, out)
+    rows = {r[0]: r[1:] for r in conn.execute(
+        "SELECT run_id, trigger, status, files_loaded, dagster_runs, problems, ended_at IS NOT NULL "
+        "FROM quality.runs").fetchall()}
+    manual = next(run_id for run_id, row in rows.items() if row[0] == "ui")
+    assert rows == {
+        "schedule-2025-01-05": ("schedule", "success", 2, 2, None, True),
+        "sensor-1": ("sensor", "blocked", 0, 1, "sources: conformed__checked", True),
+        "sensor-2": ("sensor", "failed", 0, 1, "sources: broken", True),
+        manual: ("ui", "success", 1, 1, None, True),
+    }
+    assert len(written) == 4 and again == []  # finished refreshes are not rewritten
+
+
+def test_a_cli_refresh_that_was_stopped_is_recorded_as_interrupted():
+    import duckdb
+
+    conn = duckdb.connect()
+    operations.record_refresh_start(conn, "cli-1", ["2024-01"], published=set())
+    operations.record_refresh_start(conn, "cli-2", ["2024-01"], published=set())  # cli-1 never finished
+    conn.execute("UPDATE quality.runs SET status = 'success' WHERE run_id = 'cli-2'")  # done, copy not replaced
+    operations.record_refresh_start(conn, "cli-3", ["2024-01"], published={"cli-1"})
+    conn.execute("UPDATE quality.runs SET status = 'success' WHERE run_id = 'cli-3'")  # done and published
+    operations.record_refresh_start(conn, "cli-4", ["2024-01"], published={"cli-3"})
+    assert conn.execute("SELECT run_id, status FROM quality.runs ORDER BY started_at").fetchall() == [
+        ("cli-1", "interrupted"), ("cli-2", "interrupted"), ("cli-3", "success"), ("cli-4", "running")]
+
+
+# ---------------------------------------------------------------- real refreshes in separate processes
+
+
+READ_SCRIPT = """
+import duckdb, json, sys
+with duckdb.connect(sys.argv[1], read_only=True) as conn:
+    print(json.dumps(conn.execute(sys.argv[2]).fetchall(), default=str))
+"""
+
+READER_SCRIPT = """
+import duckdb, json, os, sys, time
+database, stop, table = sys.argv[1:4]
+conn = duckdb.connect(database, read_only=True)
+query = (f"SELECT count(*), max(period_start)::VARCHAR, sum(numerator), "
+         f"sum(hash(indicator_id, period_type, period_start, level, area_code, value) % 1000003) FROM {table}")
+first = conn.execute(query).fetchall()[0]
+print("ready", flush=True)
+seen, reads = {tuple(first)}, 1
+while not os.path.exists(stop):
+    seen.add(tuple(conn.execute(query).fetchall()[0]))
+    reads += 1
+    time.sleep(0.05)
+seen.add(tuple(conn.execute(query).fetchall()[0]))
+print(json.dumps({"first": list(first), "seen": sorted(list(s) for s in seen), "reads": reads + 1}), flush=True)
+"""
+
+VALUES = "SELECT * FROM indicators.indicator_values ORDER BY ALL"
+PRISON_MONTHS = "SELECT * FROM indicators.prison_month ORDER BY ALL"
+
+
+def read(database: Path, sql: str) -> list:
+    """Query a database from a separate process, as an analyst would."""
+    done = subprocess.run([sys.executable, "-c", READ_SCRIPT, str(database), sql], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def assert_same_rows(actual: list, expected: list) -> None:
+    """Row for row; doubles equal to 1e-9 relative (sums of doubles can differ in the last bit with row order)."""
+    assert len(actual) == len(expected)
+    for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
+        same = len(got) == len(want) and all(
+            math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) if isinstance(a, float) and isinstance(b, float) else a == b
+            for a, b in zip(got, want, strict=True))
+        assert same, f"row {i} differs:\n  got  {got}\n  want {want}"
+
+
+def _environment(landing: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PRISONHEALTH_OUT")}
+    env.update(PRISONHEALTH_LANDING=str(landing), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _refresh_command(landing: Path, out: Path, months: str) -> list[str]:
+    return [str(BIN / "prisonhealth"), "refresh", "--landing", str(landing), "--out", str(out), "--months", months]
+
+
+def run_refresh_process(landing: Path, out: Path, months: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(_refresh_command(landing, out, months), capture_output=True, text=True,
+                          env=_environment(landing), timeout=REFRESH_TIMEOUT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def refresh_until_killed(landing: Path, out: Path, months: str, kill_when) -> list[str]:
+    """Run a refresh and SIGKILL it as soon as `kill_when(lines, out)` holds; returns its output."""
+    process = subprocess.Popen(_refresh_command(landing, out, months), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=_environment(landing),
+                               start_new_session=True)
+    lines: list[str] = []
+    incoming: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [incoming.put(line) for line in process.stdout], daemon=True).start()
+    deadline = time.monotonic() + REFRESH_TIMEOUT
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            while not incoming.empty():
+                lines.append(incoming.get())
+            if kill_when(lines, out):
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        if process.poll() is None and time.monotonic() >= deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, f"the refresh ended before the kill point:\n{''.join(lines)}"
+    return lines
+
+
+def _printed(text: str):
+    return lambda lines, out: any(text in line for line in lines)
+
+
+def _publishing(lines, out: Path) -> bool:
+    return any(out.glob(".analyst.duckdb.*.tmp"))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class CleanRefresh:
+    landing: Path
+    out: Path
+    values: list
+    prison_months: list
+
+
+@pytest.fixture(scope="module")
+def clean_refresh(tmp_path_factory) -> CleanRefresh:
+    """Four months landed; a clean refresh of the first three, its results read from outside."""
+    from pipelines import sample
+
+    root = tmp_path_factory.mktemp("operations")
+    landing, out = root / "landing", root / "clean"
+    sample.generate(landing, "demo", seed=23, start="2024-01", months=4)
+    run_refresh_process(landing, out, "2024-01:2024-03")
+    values = read(out / "analyst.duckdb", VALUES)
+    assert values and values == read(out / "warehouse.duckdb", VALUES)
+    return CleanRefresh(landing, out, values, read(out / "warehouse.duckdb", PRISON_MONTHS))
+
+
+@pytest.mark.slow
+def test_readers_keep_their_data_during_a_refresh_and_new_connections_see_the_new_data(clean_refresh):
+    out, analyst = clean_refresh.out, clean_refresh.out / "analyst.duckdb"
+    stop = out / "readers.stop"
+    readers = [subprocess.Popen([sys.executable, "-c", READER_SCRIPT, str(analyst), str(stop), table],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for table in ("indicators.indicator_values", "published.indicator_values")]
+    try:
+        for reader in readers:
+            assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
+        began = time.monotonic()
+        done = run_refresh_process(clean_refresh.landing, out, "2024-04")  # two readers hold the file open
+        took = time.monotonic() - began
+    finally:
+        stop.touch()
+        outputs = [reader.communicate(timeout=120) for reader in readers]
+    assert "Refreshed 1 month(s)" in done.stdout
+    for reader, (stdout, stderr) in zip(readers, outputs, strict=True):
+        assert reader.returncode == 0, stderr[-3000:]
+        result = json.loads(stdout.strip().splitlines()[-1])
+        assert result["seen"] == [result["first"]], "an open connection saw the data change under it"
+        assert result["first"][1] == "2024-03-01"  # the old data: three months
+        assert result["reads"] > 3, f"the reader was not reading during the {took:.0f} s refresh"
+    # a new connection, in another process, reads the new file
+    assert read(analyst, "SELECT max(period_start)::VARCHAR FROM indicators.indicator_values") == [["2024-04-01"]]
+    runs = read(analyst, "SELECT trigger, status, source_months, files_loaded FROM quality.runs ORDER BY started_at")
+    assert runs == [["cli", "success", ["2024-01", "2024-02", "2024-03"], 17],
+                    ["cli", "success", ["2024-04"], 5]]
+    assert not list(out.glob(".analyst.duckdb.*"))
+
+
+@pytest.mark.slow
+def test_a_refresh_killed_at_any_point_leaves_usable_databases_and_the_next_equals_a_clean_run(clean_refresh,
+                                                                                                tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    # an earlier publication, which every killed refresh must leave intact
+    analyst = out / "analyst.duckdb"
+    analyst.write_bytes((clean_refresh.out / "analyst.duckdb").read_bytes())
+    published = _sha256(analyst)
+    old_rows = read(analyst, "SELECT count(*) FROM indicators.indicator_values")
+    kill_points = [  # where, and the file loads committed by then (2 reference files, 5 sources a month)
+        ("while landing the second month", _printed("[1/3] sources"), 2 + 5),
+        ("while computing the second indicator month", _printed("[1/3] indicators"), 2 + 15),
+        ("while copying the analysts' database", _publishing, 2 + 15),
+    ]
+    for where, kill_when, committed in kill_points:
+        refresh_until_killed(clean_refresh.landing, out, "2024-01:2024-03", kill_when)
+        # the warehouse opens (DuckDB replays the write-ahead log the killed writer left) with every commit
+        loads = read(out / "warehouse.duckdb", "SELECT count(*) FROM quality.file_loads")
+        assert loads[0][0] >= committed, f"killed {where}: committed loads are missing"
+        assert _sha256(analyst) == published, f"killed {where}: the analysts' database changed"
+        assert read(analyst, "SELECT count(*) FROM indicators.indicator_values") == old_rows, where
+    assert list(out.glob(".analyst.duckdb.*.tmp")), "the kill during the copy left no temporary file"
+
+    run_refresh_process(clean_refresh.landing, out, "2024-01:2024-03")
+    assert_same_rows(read(out / "warehouse.duckdb", VALUES), clean_refresh.values)
+    assert_same_rows(read(analyst, VALUES), clean_refresh.values)
+    assert_same_rows(read(out / "warehouse.duckdb", PRISON_MONTHS), clean_refresh.prison_months)
+    assert not list(out.glob(".analyst.duckdb.*")), "leftovers of the killed publication remain"
+    assert not (out / "warehouse.duckdb.wal").exists()
+    history = read(out / "warehouse.duckdb", "SELECT status FROM quality.runs ORDER BY started_at")
+    assert history == [["interrupted"]] * 3 + [["success"]]
+
+
+@pytest.mark.slow
+def test_a_backfill_in_any_partition_order_gives_the_refresh_result(clean_refresh, tmp_path, monkeypatch):
+    """The runs a UI backfill or the sensor launches (refresh_job, one step and month per run), with the
+    source months in descending order, give what `prisonhealth refresh` gave."""
+    from pipelines import resources
+    from pipelines.definitions import build_definitions
+
+    out = tmp_path / "out"
+    monkeypatch.setenv("PRISONHEALTH_LANDING", str(clean_refresh.landing))
+    monkeypatch.setenv("PRISONHEALTH_OUT", str(out))
+    months = ["2024-01", "2024-02", "2024-03"]
+    plan = operations.refresh_plan(months, months)
+    plan = [p for p in plan if p.step != "publication"]  # the publication is compared by the tests above
+    order = {"reference": 0, "sources": 1, "indicators": 2}
+    plan.sort(key=lambda p: (order[p.step], [-int(x) for x in (p.partition or "0-0").split("-")]))
+    local_defs = build_definitions()
+    requests = operations.run_requests(plan, "sensor-test", "sensor", local_defs.resolve_asset_graph())
+    job = local_defs.resolve_job_def("refresh_job")
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            for request in requests:
+                result = job.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                                asset_selection=request.asset_selection, tags=request.tags,
+                                                run_config=refresh.QUIET_RUN_CONFIG, raise_on_error=False)
+                assert result.success, request.run_key
+            with resources.Warehouse(database=str(out / "warehouse.duckdb")).get_connection() as conn:
+                rows = operations.sync_run_history(conn, instance, out)
+    finally:
+        resources.release(out / "warehouse.duckdb")
+    assert [p.partition for p in plan if p.step == "sources"] == ["2024-03", "2024-02", "2024-01"]
+    assert_same_rows(read(out / "warehouse.duckdb", PRISON_MONTHS), clean_refresh.prison_months)
+    assert [(r["run_id"], r["trigger"], r["status"], r["source_months"], r["files_loaded"], r["dagster_runs"])
+            for r in rows] == [("sensor-test", "sensor", "success", months, 17, 7)]
