@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Runs launched by `make demo` and `make ui` share one Dagster instance, so the UI shows both.
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+INSTANCE = mkdir -p $(DAGSTER_HOME) && { test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/; }
 
 .PHONY: demo test ui bench docs lint clean
 
@@ -15,15 +17,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
-	$(BIN)/prisonhealth refresh --landing data/sample --out $(OUT)
+	$(INSTANCE)
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/prisonhealth refresh --landing data/sample --out $(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)
-	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
-	PRISONHEALTH_LANDING=$${PRISONHEALTH_LANDING:-data/sample} PRISONHEALTH_OUT=$${PRISONHEALTH_OUT:-$(OUT)} \
+	$(INSTANCE)
+	DAGSTER_HOME=$(DAGSTER_HOME) PRISONHEALTH_LANDING=$${PRISONHEALTH_LANDING:-data/sample} PRISONHEALTH_OUT=$${PRISONHEALTH_OUT:-$(OUT)} \
 		$(BIN)/dagster dev -m pipelines.definitions
 
 bench: $(STAMP)

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines import operations, periods, resources, settings
+from pipelines import operations, resources, settings
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -54,7 +54,11 @@ def months_in_range(available: list[str], spec: str | None) -> list[str]:
 
 
 def _instance() -> dg.DagsterInstance:
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
 
 
 def _record_run(result, name: str, report: RefreshReport) -> None:
@@ -146,13 +150,12 @@ def _finish_history(out: Path, instance: dg.DagsterInstance, refresh_id: str) ->
 
 
 def indicator_months(available: list[str], months: list[str]) -> list[str]:
-    """The indicator months a refresh of `months` must (re)compute: month M reads source months
-    M-1 to M+2, so the two months before the range and the one after it read refreshed months."""
+    """The months to (re)compute: those refreshed and the two before them, whose windows
+    reach into the refreshed months and which may stop being provisional."""
     if not months:
         return []
     before = [m for m in available if m < months[0]][-2:]
-    after = [m for m in available if m == periods.shift_month(months[-1], 1)]
-    return before + months + after
+    return before + months
 
 
 def downstream_jobs(defs: dg.Definitions, available: list[str], months: list[str]):

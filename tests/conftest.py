@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# Tests run on ephemeral Dagster instances, never on a developer's own DAGSTER_HOME.
+os.environ.pop("DAGSTER_HOME", None)
 
 # The committed demo sample (data/sample) is exactly the generator's default output, so the
 # fixture regenerates it (to have the fault log) and refreshes it end to end: a real, in-process
