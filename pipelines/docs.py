@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines import contract, expectations, settings
+from pipelines import catalogue, contract, expectations, settings
 
 REASON_TEXT = {
     "malformed_row": "too few or too many fields, a quote left open, or bytes that are not UTF-8 in the record",
@@ -105,12 +105,7 @@ def generated_files() -> dict[Path, str]:
     files = {root / "docs" / "data-dictionary.md": render_data_dictionary()}
     for table in (*contract.SOURCES, *contract.REFERENCES):
         files[expectations.SUITE_DIR / f"{table.name}.json"] = expectations.suite_json(table)
-    try:
-        from pipelines import catalogue
-
-        files[root / "docs" / "methodology.md"] = catalogue.render_methodology()
-    except ImportError:
-        pass
+    files[root / "docs" / "methodology.md"] = catalogue.render_methodology()
     return files
 
 
