@@ -294,26 +294,7 @@ def indicator(code: str) -> Indicator:
 # ---------------------------------------------------------------------------------------
 # indicators.catalogue
 
-CATALOGUE_COLUMNS = (
-    "code",
-    "priority",
-    "priority_name",
-    "headline",
-    "name",
-    "definition",
-    "numerator",
-    "denominator",
-    "unit",
-    "multiplier",
-    "polarity",
-    "target",
-    "method",
-    "denominator_kind",
-    "aggregation",
-    "anchor",
-    "derived",
-    "sql",
-)
+CATALOGUE_COLUMNS = (*REQUIRED_KEYS, "derived", "sql")
 
 
 def catalogue_rows(directory: Path | None = None) -> list[tuple]:
