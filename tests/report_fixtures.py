@@ -37,6 +37,7 @@ import pandas as pd
 from scipy.special import gammaincinv
 
 from pipelines import catalogue as catalogue_module
+from pipelines import contract
 
 POISON_CODE = "XZZ"
 POISON_NAME = "HMP Never Published"
@@ -60,17 +61,8 @@ PRISONS = [
 FIRST_MONTH = dt.date(2023, 4, 1)
 N_MONTHS = 24
 PROVISIONAL_MONTHS = 2
-SOURCES = ("reception_screening", "bbv_testing", "tb_screening", "smoking", "prescribing")
-REASONS = (
-    "malformed_row",
-    "missing_required_value",
-    "invalid_value",
-    "invalid_nhs_number",
-    "unknown_prison",
-    "outside_file_month",
-    "sequence_error",
-    "duplicate_id",
-)
+SOURCES = tuple(t.name for t in contract.SOURCES)
+REASONS = contract.REASONS
 
 # indicator -> (base probability or rate per unit, denominator per 1,000 population per month)
 # For % indicators: p (0-1) and the denominator as a share of the population per month.
