@@ -4,7 +4,7 @@ the analysts' database and the report. Unpartitioned: each reads every month."""
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
-from pipelines import action_lists, analyst_database, benchmarking, indicators, report
+from pipelines import action_lists, analyst_database, benchmarking, changes, indicators, report
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
@@ -92,7 +92,8 @@ def published_indicator_values(context: dg.AssetExecutionContext, warehouse: War
     group_name="publication",
     kinds={"duckdb"},
     description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment on "
-    "every table and column, replaced atomically so open readers are never disturbed; and the RESTRICTED "
+    "every table and column, replaced atomically so open readers are never disturbed (a copy of the last one "
+    "with the changed months replaced); and the RESTRICTED "
     "action lists (one CSV per prison) under <out>/restricted/action-lists/.",
 )
 def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
@@ -100,10 +101,14 @@ def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings
     target = settings.out_path / "analyst.duckdb"
     actions_folder = settings.out_path / "restricted" / "action-lists"
     with warehouse.get_connection() as conn:
-        analyst_database.publish(conn, target)
+        pending = changes.pending(conn, analyst_database.CONSUMER)
+        how = analyst_database.publish(conn, target, pending=pending)
+        with transaction(conn):
+            changes.advance(conn, analyst_database.CONSUMER, pending.upto)
         actions = action_lists.write_action_lists(conn, actions_folder)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(target.resolve())),
+        "published": "changed months only" if how == "incremental" else "every table in full",
         "size (MB)": round(target.stat().st_size / 1e6, 1),
         "action lists (restricted)": dg.MetadataValue.path(str(actions_folder.resolve())),
         "receptions needing action": sum(actions.values()),

@@ -10,11 +10,14 @@ until they close it); new connections see the new one.
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
 
-from pipelines import action_lists, contract, operations
+from pipelines import action_lists, changes, contract, operations
+from pipelines.resources import transaction
 
 PUBLIC_SCHEMAS = ("conformed", "indicators", "published", "quality")
 
@@ -178,13 +181,49 @@ def _tables(conn, catalog: str) -> list[tuple[str, str]]:
     ).fetchall() if s in PUBLIC_SCHEMAS]
 
 
-def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str, str] | None = None) -> Path:
-    """Copy the public schemas from the warehouse connection to `target`, atomically."""
+# Tables too large to copy whole every month, with the condition choosing one changed month's
+# rows: (subject in pipeline.changes, condition on (subject, month)). Every other public table
+# is small and is copied whole.
+PARTITIONED: dict[str, tuple[str | None, str]] = {
+    **{f"conformed.{t.name}": (t.name, "source_month = $month") for t in contract.SOURCES},
+    "quality.quarantine": (None, "source = $subject AND month IS NOT DISTINCT FROM $month"),
+    "indicators.members": (changes.INDICATORS, "month = CAST($month || '-01' AS DATE)"),
+}
+CONSUMER = "analyst_database"
+
+
+def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str, str] | None = None,
+            pending: changes.Pending | None = None) -> str:
+    """Publish the public schemas of the warehouse connection to `target`, atomically.
+
+    With `pending` (what changed since the last publication), the last published file is
+    copied and only the changed months of the large tables are replaced in the copy, so a
+    monthly refresh does not rewrite years of history; the copy is checked against the
+    warehouse (every table's row count and columns) and rebuilt in full if it differs.
+    Returns "incremental" or "full".
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     operations.remove_stale_publish_files(target)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
+    how = "full"
+    if pending is not None and not pending.everything and target.exists():
+        shutil.copyfile(target, temporary)
+        if _update_copy(conn, temporary, pending):
+            how = "incremental"
+        else:
+            temporary.unlink()
+    if how == "full":
+        _copy_all(conn, temporary)
+    with duckdb.connect(str(temporary)) as copy:
+        _describe(copy, {**VIEWS, **(extra_views or {})})
+        copy.execute("CHECKPOINT")
+    os.replace(temporary, target)
+    return how
+
+
+def _copy_all(conn: duckdb.DuckDBPyConnection, temporary: Path) -> None:
     catalog = conn.execute("SELECT current_database()").fetchone()[0]
     conn.execute(f"ATTACH {_sql_text(str(temporary))} AS analyst_copy")
     try:
@@ -194,11 +233,50 @@ def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str
             conn.execute(f'CREATE TABLE analyst_copy.{schema}."{table}" AS SELECT * FROM {catalog}.{schema}."{table}"')
     finally:
         conn.execute("DETACH analyst_copy")
-    with duckdb.connect(str(temporary)) as copy:
-        _describe(copy, {**VIEWS, **(extra_views or {})})
-        copy.execute("CHECKPOINT")
-    os.replace(temporary, target)
-    return target
+
+
+def _shape(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, list[tuple[str, str]]]:
+    return {f"{schema}.{table}": conn.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+        "AND table_name = ? ORDER BY column_index", [catalog, schema, table]).fetchall()
+        for schema, table in _tables(conn, catalog)}
+
+
+def _row_counts(conn: duckdb.DuckDBPyConnection, catalog: str, tables: Iterable[str]) -> dict[str, int]:
+    return {t: conn.execute(f"SELECT count(*) FROM {catalog}.{t}").fetchone()[0] for t in tables}
+
+
+def _update_copy(conn: duckdb.DuckDBPyConnection, copy_path: Path, pending: changes.Pending) -> bool:
+    """Bring a copy of the last published file up to date; False when it cannot be (the caller
+    then discards the copy)."""
+    catalog = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute(f"ATTACH {_sql_text(str(copy_path))} AS analyst_copy")
+    try:
+        shape = _shape(conn, catalog)
+        if _shape(conn, "analyst_copy") != shape:  # a table or column added, removed or retyped
+            return False
+        with transaction(conn):
+            for name in shape:
+                _update_table(conn, catalog, name, pending)
+        return _row_counts(conn, "analyst_copy", shape) == _row_counts(conn, catalog, shape)
+    finally:
+        conn.execute("DETACH analyst_copy")
+
+
+def _update_table(conn: duckdb.DuckDBPyConnection, catalog: str, name: str, pending: changes.Pending) -> None:
+    if name not in PARTITIONED:
+        conn.execute(f"DELETE FROM analyst_copy.{name}")
+        conn.execute(f"INSERT INTO analyst_copy.{name} SELECT * FROM {catalog}.{name}")
+        return
+    subject, condition = PARTITIONED[name]
+    for changed, months in pending.months.items():
+        if changed != subject and not (subject is None and changed in contract.TABLES):
+            continue
+        for month in sorted(months, key=str):
+            parameters = {"month": month} | ({"subject": changed} if subject is None else {})
+            conn.execute(f"DELETE FROM analyst_copy.{name} WHERE {condition}", parameters)
+            conn.execute(f"INSERT INTO analyst_copy.{name} SELECT * FROM {catalog}.{name} WHERE {condition}",
+                         parameters)
 
 
 def _describe(copy: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:

@@ -114,28 +114,37 @@ def funnel_limits(values: pd.DataFrame, catalogue: dict[str, Indicator], points:
 def spc_charts(values: pd.DataFrame, catalogue: dict[str, Indicator]) -> pd.DataFrame:
     """XmR charts of the final (not provisional) monthly series of England and each prison."""
     monthly = values[(values["period_type"] == "month") & values["level"].isin(["england", "prison"])
-                     & ~values["provisional"].astype(bool)]
-    frames = []
-    for (code, level, area), series in monthly.groupby(["indicator_id", "level", "area_code"]):
-        indicator = catalogue[code]
-        series = series.sort_values("period_start")
-        if series["value"].notna().sum() < 2:
-            continue
-        direction = SPC_DIRECTIONS[indicator.polarity]
-        chart = spc.xmr_chart(series["value"].to_numpy(float), improvement_direction=direction)
-        summary = spc.spc_summary(chart, indicator.target, improvement_direction=direction)
-        frames.append(pd.DataFrame({
-            "indicator_id": code, "level": level, "area_code": area,
-            "month": series["period_start"].to_numpy(), "value": chart["value"].to_numpy(),
-            "mean": chart["mean"].to_numpy(), "lower_process_limit": chart["lpl"].to_numpy(),
-            "upper_process_limit": chart["upl"].to_numpy(),
-            "special_cause": chart["special_cause_flag"].fillna(False).astype(bool).to_numpy(),
-            "variation": chart["variation"].to_numpy(), "rules": chart["special_cause_type"].to_numpy(),
-            "target": indicator.target, "assurance": summary["assurance_type"],
-        }))
+                     & ~values["provisional"].astype(bool)].sort_values(["indicator_id", "level", "area_code",
+                                                                          "period_start"])
     columns = ["indicator_id", "level", "area_code", "month", "value", "mean", "lower_process_limit",
                "upper_process_limit", "special_cause", "variation", "rules", "target", "assurance"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    parts: dict[str, list] = {c: [] for c in columns}
+    keys = monthly[["indicator_id", "level", "area_code"]].to_numpy()
+    months, series_values = monthly["period_start"].to_numpy(), monthly["value"].to_numpy(float)
+    starts = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)]) if len(keys) else np.array([], int)
+    for start, end in zip(starts, np.r_[starts[1:], len(keys)], strict=True):
+        series = series_values[start:end]
+        if np.isfinite(series).sum() < 2:
+            continue
+        code, level, area = keys[start]
+        indicator = catalogue[code]
+        direction = SPC_DIRECTIONS[indicator.polarity]
+        chart = spc.xmr_chart(series, improvement_direction=direction)
+        n = end - start
+        for column, part in (
+            ("indicator_id", [code] * n), ("level", [level] * n), ("area_code", [area] * n),
+            ("month", months[start:end]), ("value", chart["value"].to_numpy()), ("mean", chart["mean"].to_numpy()),
+            ("lower_process_limit", chart["lpl"].to_numpy()), ("upper_process_limit", chart["upl"].to_numpy()),
+            ("special_cause", chart["special_cause_flag"].fillna(False).astype(bool).to_numpy()),
+            ("variation", chart["variation"].to_numpy()), ("rules", chart["special_cause_type"].to_numpy()),
+            ("target", np.full(n, np.nan if indicator.target is None else indicator.target)),
+            ("assurance", [spc.assurance(chart["lpl"].iloc[0], chart["upl"].iloc[0], indicator.target,
+                                         direction)] * n),
+        ):
+            parts[column].append(part)
+    if not parts["month"]:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame({c: np.concatenate(parts[c]) for c in columns})[columns]
 
 
 def published_values(values: pd.DataFrame, prisons: pd.DataFrame,

@@ -42,13 +42,17 @@ def cmd_refresh(args) -> int:
     log_path = _log_to_file(out)
     try:
         from pipelines import pseudonymise
-        from pipelines.refresh import run_refresh
+        from pipelines.refresh import RefreshError, run_refresh
 
         if pseudonymise.warn_if_development_key():
             console.print(f"[bold yellow]WARNING: {pseudonymise.KEY_VARIABLE} is not set: person keys use the "
                           "public DEVELOPMENT key. Never load real patient data this way.[/]")
         report = run_refresh(Path(args.landing), out, args.months,
                              progress=lambda line: console.print(f"  {line}"))
+    except RefreshError as error:
+        logging.getLogger("prisonhealth").error("refresh not started: %s", error)
+        console.print(f"[red]refresh not started: {error}[/]")
+        return 1
     except Exception:  # noqa: BLE001 - the contract: exit 1, traceback only in the log
         logging.getLogger("prisonhealth").exception("refresh failed")
         console.print(f"[red]refresh failed; see {log_path}[/]")

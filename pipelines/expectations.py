@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -159,16 +160,26 @@ def run_suite(table: contract.Table, frame: pd.DataFrame, prison_codes: list[str
     return rows
 
 
-def quarantined_rows_condition(table: contract.Table) -> str:
-    """Raw rows (alias r) that validation set aside, other than malformed ones (they have no columns)."""
+def _month_list(months: Iterable[str]) -> str:
+    return ", ".join("'" + m.replace("'", "''") + "'" for m in sorted(months))
+
+
+def quarantined_rows_condition(table: contract.Table, months: Iterable[str] | None = None) -> str:
+    """Raw rows (alias r) that validation set aside, other than malformed ones (they have no columns);
+    of the given file months only, when `months` is given (event sources)."""
     position = "(r.source_month, r.source_line)" if table.is_event else "r.source_line"
     quarantined = "(month, line)" if table.is_event else "line"
-    return (f"{position} IN (SELECT {quarantined} FROM quality.quarantine "
+    scope = ""
+    if months is not None and table.is_event:
+        listed = _month_list(months) or "NULL"
+        scope = f"r.source_month IN ({listed}) AND "
+    return (f"{scope}{position} IN (SELECT {quarantined} FROM quality.quarantine "
             f"WHERE source = '{table.name}' AND reason <> 'malformed_row')")
 
 
-def audit(conn, table: contract.Table) -> tuple[list[dict], list[str]]:
-    """Run the source's suite over every row validation set aside, in one GX run.
+def audit(conn, table: contract.Table, months: Iterable[str] | None = None) -> tuple[list[dict], list[str]]:
+    """Run the source's suite over the rows validation set aside (of `months` only, when
+    given: a monthly refresh audits the months it changed), in one GX run.
 
     Returns the suite results and the disagreements with the quarantine: a row GX
     flags that was not quarantined, a quarantined row GX does not flag, or a row whose
@@ -179,7 +190,7 @@ def audit(conn, table: contract.Table) -> tuple[list[dict], list[str]]:
     """
     from pipelines import validation
 
-    judged = validation.judge_sql(table, quarantined_rows_condition(table))
+    judged = validation.judge_sql(table, quarantined_rows_condition(table, months))
     frame = conn.execute(f"SELECT * EXCLUDE (original_row) FROM ({judged})").df()
     if frame.empty:
         return [], []
@@ -200,9 +211,11 @@ def audit(conn, table: contract.Table) -> tuple[list[dict], list[str]]:
     return results, problems
 
 
-def store_results(conn, table: contract.Table, results: list[dict]) -> None:
-    """quality.expectation_results: failing rows per expectation and file month."""
-    conn.execute("DELETE FROM quality.expectation_results WHERE source = ?", [table.name])
+def store_results(conn, table: contract.Table, results: list[dict], months: Iterable[str] | None = None) -> None:
+    """quality.expectation_results: failing rows per expectation and file month (replacing the
+    given months' rows, or all the source's rows)."""
+    scope = f" AND month IN ({_month_list(months) or 'NULL'})" if months is not None and table.is_event else ""
+    conn.execute(f"DELETE FROM quality.expectation_results WHERE source = ?{scope}", [table.name])
     rows = []
     for result in results:
         by_month: dict = {}

@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines import catalogue, contract, periods
+from pipelines import catalogue, changes, contract, periods
 from pipelines.catalogue import Indicator
 
 EVENT_SOURCES: tuple[str, ...] = tuple(t.name for t in contract.SOURCES)
@@ -141,6 +141,7 @@ def compute_month(
             member_insert_sql(indicator), member_query_parameters(indicator, month, extra=("month_start",))
         )
     provisional = is_provisional(conn, month)
+    changes.record(conn, changes.INDICATORS, [month])
     conn.execute(
         """
         INSERT INTO indicators.prison_month

@@ -25,6 +25,10 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}
 log = logging.getLogger("prisonhealth.refresh")
 
 
+class RefreshError(ValueError):
+    """A refresh that cannot start as asked (its message is for the analyst; no traceback)."""
+
+
 @dataclass
 class RefreshReport:
     months: list[str]
@@ -87,10 +91,13 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
     started = time.monotonic()
     available = settings.months_in_landing(landing)
     months = months_in_range(available, months_spec)
+    if not months:
+        found = f"it has {available[0]} to {available[-1]}" if available else "it has no month files"
+        raise RefreshError(f"no month of {months_spec or 'any'} in the landing directory {landing} ({found})")
     report = RefreshReport(months)
     outside = [m for m in months if m not in set(MONTHS.get_partition_keys())]
     if outside:
-        raise ValueError(f"months {outside[0]}..{outside[-1]} are outside this process's partitions (from "
+        raise RefreshError(f"months {outside[0]}..{outside[-1]} are outside this process's partitions (from "
                          f"{MONTHS.get_first_partition_key()}); set PRISONHEALTH_FIRST_MONTH or run in a new process")
     defs = build_definitions()
     instance = _instance()

@@ -54,7 +54,7 @@ class Warehouse(DuckDBResource):
         key = str(path)
         if key not in _OPEN:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = duckdb.connect(key)
+            conn = duckdb.connect(key, config=settings.duckdb_config())
             warehouse.create_all(conn)
             _OPEN[key] = conn
         cursor = _OPEN[key].cursor()

@@ -6,6 +6,8 @@ PRISONHEALTH_FIRST_MONTH  first monthly partition (default: the earliest month f
                       directory, else 2015-04)
 PRISONHEALTH_QUARANTINE_THRESHOLD  share of a file's rows quarantined above which the month is
                       blocked (default 0.05)
+PRISONHEALTH_DUCKDB_MEMORY  DuckDB's memory limit for the warehouse (default 2GB): DuckDB spills
+                      to disk beyond it, which keeps a national refresh inside 4 GiB of RAM
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ DEFAULT_LANDING = PROJECT_ROOT / "data" / "sample"
 DEFAULT_OUT = Path("out")
 DEFAULT_FIRST_MONTH = "2015-04"
 DEFAULT_QUARANTINE_THRESHOLD = 0.05
+DEFAULT_DUCKDB_MEMORY = "2GB"
 
 
 def landing_dir() -> Path:
@@ -32,6 +35,12 @@ def out_dir() -> Path:
 
 def quarantine_threshold() -> float:
     return float(os.environ.get("PRISONHEALTH_QUARANTINE_THRESHOLD") or DEFAULT_QUARANTINE_THRESHOLD)
+
+
+def duckdb_config() -> dict[str, str]:
+    """Settings for every warehouse connection. DuckDB's own default (80% of RAM) lets one
+    national query take most of the machine; the cap makes it spill instead."""
+    return {"memory_limit": os.environ.get("PRISONHEALTH_DUCKDB_MEMORY") or DEFAULT_DUCKDB_MEMORY}
 
 
 def months_in_landing(landing_path: Path) -> list[str]:

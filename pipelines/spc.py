@@ -313,29 +313,29 @@ def xmr_chart(
     )
 
     n = raw.size
-    frame = pd.DataFrame(
-        {
-            "value": raw,
-            "mean": np.full(n, limits["mean"]),
-            "mean_moving_range": np.full(n, limits["mean_moving_range"]),
-            "lpl": np.full(n, limits["lpl"]),
-            "upl": np.full(n, limits["upl"]),
-        }
-    )
 
     def spread(part: np.ndarray, fill, dtype) -> np.ndarray:
         full = np.full(n, fill, dtype=dtype)
         full[present] = part
         return full
 
-    frame["outside_limits"] = spread(outside, False, bool)
-    frame["relative_to_mean"] = spread(rtm, np.nan, float)
-    frame["close_to_limits"] = spread(close, False, bool)
-    frame["special_cause_type"] = spread(types, None, object)
-    frame["special_cause_flag"] = spread(types != "Common Cause", False, bool)
-    frame["variation"] = spread(var, None, object)
-    frame["signal_side"] = spread(side, None, object)
-    return frame
+    # One constructor call: a chart is built per prison and indicator, thousands per publication.
+    return pd.DataFrame(
+        {
+            "value": raw,
+            "mean": np.full(n, limits["mean"]),
+            "mean_moving_range": np.full(n, limits["mean_moving_range"]),
+            "lpl": np.full(n, limits["lpl"]),
+            "upl": np.full(n, limits["upl"]),
+            "outside_limits": spread(outside, False, bool),
+            "relative_to_mean": spread(rtm, np.nan, float),
+            "close_to_limits": spread(close, False, bool),
+            "special_cause_type": spread(types, None, object),
+            "special_cause_flag": spread(types != "Common Cause", False, bool),
+            "variation": spread(var, None, object),
+            "signal_side": spread(side, None, object),
+        }
+    )
 
 
 def assurance(

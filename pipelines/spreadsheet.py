@@ -2,10 +2,11 @@
 
 `build_spreadsheet(conn, path)` writes an .xlsx with a cover sheet, a table of contents, a notes
 sheet, an "Indicators" sheet of definitions and one sheet per indicator (named by its code, so
-always within Excel's 31-character limit), each holding one table: every area's quarterly and
-financial-year figures and England's monthly figures (every area's months are in the CSV and
-Parquet files). Only `published.indicator_values` is read. Shorthand follows the Government Statistical
-Service guidance on symbols in tables:
+always within Excel's 31-character limit), each holding one table: England's monthly, quarterly and
+financial-year figures and every other area's quarters and years of the latest two financial
+years (`spreadsheet_rows`; the rest is in the CSV and Parquet files). Only
+`published.indicator_values` is read. Shorthand follows the Government Statistical Service
+guidance on symbols in tables:
 
     [c]  confidential: suppressed by disclosure control (numerator 1 to 7, or a complementary cell)
     [x]  not available
@@ -51,6 +52,7 @@ NOTES = {
 COMPARISON_WORDS = {"better": "Better", "similar": "Similar", "worse": "Worse", "higher": "Higher",
                     "lower": "Lower", "not_compared": "Not compared"}
 ROUND_VALUE = 2
+AREA_YEARS = 2  # financial years of figures below England in the workbook
 
 
 def _shorthand_or(row: dict, column: str, digits: int | None) -> object:
@@ -97,9 +99,17 @@ def indicator_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def spreadsheet_rows(rows: list[dict]) -> list[dict]:
-    """Quarters and financial years for every area, months for England only (all months of all areas
-    are in the CSV and Parquet files; a sheet of every prison-month would be too long to read)."""
-    return [r for r in rows if r["period_type"] != "month" or r["level"] == "england"]
+    """England's whole series; every other area's quarters and financial years of the latest
+    AREA_YEARS financial years.
+
+    Every area's months, and earlier years, are in the CSV and Parquet files and the analysts'
+    database: a sheet of every prison-month would be too long to read, and one of every quarter
+    of ten years would make each monthly refresh write millions of cells (gptables writes about
+    fifteen thousand a second), so the workbook's size does not grow with the history kept.
+    """
+    years = sorted({r["period_start"] for r in rows if r["period_type"] == "financial_year"})[-AREA_YEARS:]
+    return [r for r in rows if r["level"] == "england"
+            or (r["period_type"] != "month" and bool(years) and r["period_start"] >= years[0])]
 
 
 def definitions_table(catalogue: list[dict]) -> pd.DataFrame:
@@ -158,8 +168,9 @@ def build_spreadsheet(conn: duckdb.DuckDBPyConnection, path: Path, *, publicatio
             f"Unit: {unit}. {report.POLARITY_TEXT.get(cat.get('polarity'), '')}."
             + (f" Target: {cat['target']:g}." if cat.get("target") is not None else ""),
             "Suppressed figures are shown as [c], not available as [x] and not applicable as [z].",
-            "Quarters and financial years for every area; months for England only (the monthly figures of every "
-            "area are in the CSV and Parquet files published with this spreadsheet).",
+            f"England's months, quarters and financial years; every other area's quarters and financial years of "
+            f"the latest {AREA_YEARS} financial years (every area's months, and earlier years, are in the CSV and "
+            "Parquet files published with this spreadsheet).",
             f"Priority {cat['priority']}: {cat.get('priority_name') or ''}. {cat.get('definition') or ''}".strip(),
         ]
         if cat["code"] == "P04a":
@@ -187,10 +198,10 @@ def build_spreadsheet(conn: duckdb.DuckDBPyConnection, path: Path, *, publicatio
               "healthcare in England" + (f", {period}" if period else ""),
         intro=[
             "This spreadsheet holds the published figures of the 28 indicators of the twelve priorities of the "
-            "National Partnership Agreement for prison healthcare in England, by financial quarter and "
-            "financial year for England, NHS England regions, operators, prison functions and prisons, and by "
-            "month for England. Monthly figures for every area are in the CSV and Parquet files published "
-            "alongside.",
+            "National Partnership Agreement for prison healthcare in England: England by month, financial "
+            "quarter and financial year, and NHS England regions, operators, prison functions and prisons by "
+            f"financial quarter and financial year for the latest {AREA_YEARS} financial years. Monthly figures "
+            "for every area, and earlier years, are in the CSV and Parquet files published alongside.",
             *(["These are synthetic sample data describing fictional prisons, produced to demonstrate the "
                "pipeline."] if synthetic else []),
         ],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines import contract
+from pipelines import changes, contract
 from pipelines.pseudonymise import DIGIT_RUN_PATTERN
 
 DATETIME_FORMATS = "['%Y-%m-%d %H:%M:%S', '%Y-%m-%d %H:%M']"
@@ -302,6 +302,7 @@ def validate(conn: duckdb.DuckDBPyConnection, table: contract.Table, month: str 
         judged = conn.execute(f"SELECT * EXCLUDE (original_row) FROM judged {where}").df()
     failures = rule_failures(conn, table)
     conn.execute("DROP TABLE judged")
+    changes.record(conn, name, [month])
     return MonthOutcome(name, month, loaded, quarantined, counts, judged, failures)
 
 
@@ -353,6 +354,9 @@ def link_events(conn, table: contract.Table, from_month: str, to_month: str | No
     """
     upper = f"AND source_month <= {_quote(to_month)}" if to_month else ""
     id_col, when = _ident(table.id_column), _ident(table.primary_datetime)
+    changes.record(conn, table.name, [m for (m,) in conn.execute(
+        f"SELECT DISTINCT source_month FROM conformed.{table.name} WHERE source_month >= ? {upper} ORDER BY 1",
+        [from_month]).fetchall()])
     conn.execute(f"""
         UPDATE conformed.{table.name} AS e SET reception_id = l.reception_id
         FROM (

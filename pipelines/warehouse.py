@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pipelines import contract
+from pipelines import changes, contract
 
 SCHEMAS = ("raw", "conformed", "quality", "indicators", "published")
 
@@ -227,6 +227,7 @@ def create_all(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(MALFORMED_DDL)
     for ddl in (*QUALITY_TABLES.values(), *INDICATOR_TABLES.values(), *PUBLICATION_TABLES.values()):
         conn.execute(ddl)
+    changes.create(conn)
     from pipelines.operations import create_runs_table  # lazy: operations imports the resources
 
     create_runs_table(conn)

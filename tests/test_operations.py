@@ -219,6 +219,16 @@ def test_refresh_plan_over_a_range_at_the_end_of_the_data_is_the_cli_refresh():
             *[("indicators", m) for m in refresh.indicator_months(available, months)], ("publication", None)]
 
 
+def test_a_month_range_with_no_landing_file_says_so_and_runs_nothing(clean_refresh, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(_refresh_command(clean_refresh.landing, out, "2031-01:2031-03"), capture_output=True,
+                          text=True, env=_environment(clean_refresh.landing), timeout=REFRESH_TIMEOUT)
+    assert done.returncode == 1
+    assert "refresh not started: no month of 2031-01:2031-03 in the landing directory" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (out / "warehouse.duckdb").exists()
+
+
 def test_leftovers_of_a_killed_publication_are_removed_and_live_ones_kept(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -522,3 +532,72 @@ def test_a_backfill_in_any_partition_order_gives_the_refresh_result(clean_refres
     assert_same_rows(read(out / "warehouse.duckdb", PRISON_MONTHS), clean_refresh.prison_months)
     assert [(r["run_id"], r["trigger"], r["status"], r["source_months"], r["files_loaded"], r["dagster_runs"])
             for r in rows] == [("sensor-test", "sensor", "success", months, 17, 7)]
+
+
+def _table_differences(conn, left: Path, right: Path) -> dict[str, int]:
+    """Rows in one analysts' database and not the other (EXCEPT ALL both ways), per table; and any
+    table only one of them has."""
+    conn.execute(f"ATTACH '{left}' AS left_db (READ_ONLY)")
+    conn.execute(f"ATTACH '{right}' AS right_db (READ_ONLY)")
+    try:
+        def tables(catalog):
+            return {f"{s}.{t}" for s, t in conn.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [catalog]).fetchall()}
+        names = tables("left_db")
+        differences = {name: -1 for name in names ^ tables("right_db")}
+        for name in sorted(names & tables("right_db")):
+            (n,) = conn.execute(f"""
+                SELECT (SELECT count(*) FROM (SELECT * FROM left_db.{name} EXCEPT ALL SELECT * FROM right_db.{name}))
+                     + (SELECT count(*) FROM (SELECT * FROM right_db.{name} EXCEPT ALL SELECT * FROM left_db.{name}))
+            """).fetchone()
+            if n:
+                differences[name] = n
+        return differences
+    finally:
+        conn.execute("DETACH left_db")
+        conn.execute("DETACH right_db")
+
+
+def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_full_one(clean_refresh, tmp_path):
+    import shutil
+
+    import duckdb
+
+    from pipelines import analyst_database, changes, indicators
+    from pipelines.resources import transaction
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
+    published, from_scratch = tmp_path / "analyst.duckdb", tmp_path / "from-scratch.duckdb"
+    conn = duckdb.connect(str(warehouse))
+
+    def publish_as_the_pipeline_does() -> str:
+        pending = changes.pending(conn, analyst_database.CONSUMER)
+        how = analyst_database.publish(conn, published, pending=pending)
+        with transaction(conn):
+            changes.advance(conn, analyst_database.CONSUMER, pending.upto)
+        return how
+
+    assert publish_as_the_pipeline_does() == "full"  # nothing published here yet
+    with transaction(conn):  # a month revised: one row withdrawn, one corrected, the indicators recomputed
+        conn.execute("DELETE FROM conformed.smoking WHERE source_month = '2024-02' AND smoking_event_id = "
+                     "(SELECT min(smoking_event_id) FROM conformed.smoking WHERE source_month = '2024-02')")
+        conn.execute("UPDATE conformed.prescribing SET quantity = quantity + 1 WHERE source_month = '2024-02' AND "
+                     "item_id = (SELECT min(item_id) FROM conformed.prescribing "
+                     "WHERE source_month = '2024-02')")
+        changes.record(conn, "smoking", ["2024-02"])
+        changes.record(conn, "prescribing", ["2024-02"])
+        indicators.compute_month(conn, "2024-02")
+    assert changes.pending(conn, analyst_database.CONSUMER).months_of("smoking") == {"2024-02"}
+    assert publish_as_the_pipeline_does() == "incremental"
+    assert changes.pending(conn, analyst_database.CONSUMER).nothing
+    analyst_database.publish(conn, from_scratch)
+    assert _table_differences(conn, published, from_scratch) == {}
+
+    with transaction(conn):  # a change nobody recorded: the counts disagree, so it is published in full
+        conn.execute("DELETE FROM conformed.bbv_testing WHERE bbv_event_id = (SELECT min(bbv_event_id) "
+                     "FROM conformed.bbv_testing)")
+    assert publish_as_the_pipeline_does() == "full"
+    analyst_database.publish(conn, from_scratch)
+    assert _table_differences(conn, published, from_scratch) == {}
+    conn.close()

@@ -148,3 +148,24 @@ def test_build_spreadsheet_returns_the_path(site, tmp_path):
     path = spreadsheet.build_spreadsheet(site.conn, tmp_path / "out" / "x.xlsx", publication=pub)
     assert path == tmp_path / "out" / "x.xlsx" and path.is_file()
     assert openpyxl.load_workbook(path).sheetnames == ["Cover", "Contents", "Notes", "Indicators", "P01a", "P04a"]
+
+
+def test_areas_below_england_cover_the_latest_two_financial_years_and_england_its_whole_series():
+    import datetime as dt
+
+    def row(period_type, start, level):
+        return {"period_type": period_type, "period_start": dt.date.fromisoformat(start), "level": level}
+
+    years = ["2021-04-01", "2022-04-01", "2023-04-01"]
+    rows = [row("financial_year", y, level) for y in years for level in ("england", "prison")]
+    rows += [row("quarter", q, level) for q in ("2022-01-01", "2022-04-01", "2024-01-01")
+             for level in ("england", "region")]
+    rows += [row("month", "2021-05-01", "england"), row("month", "2024-03-01", "prison")]
+    kept = {(r["period_type"], r["period_start"].isoformat(), r["level"]) for r in spreadsheet.spreadsheet_rows(rows)}
+    assert kept == {
+        *{("financial_year", y, "england") for y in years},
+        ("financial_year", "2022-04-01", "prison"), ("financial_year", "2023-04-01", "prison"),
+        *{("quarter", q, "england") for q in ("2022-01-01", "2022-04-01", "2024-01-01")},
+        ("quarter", "2022-04-01", "region"), ("quarter", "2024-01-01", "region"),
+        ("month", "2021-05-01", "england"),
+    }

@@ -1,0 +1,93 @@
+"""Which month partitions changed since each downstream step last caught up.
+
+A monthly refresh changes a few months; the publication steps (the Great Expectations
+audit, the analysts' database) must not redo every month of history to take them in,
+or a refresh would grow with the years kept. So writers log what they changed and each
+consumer keeps a cursor:
+
+- `record(conn, subject, months)` appends (subject, month) rows to `pipeline.changes`
+  with an increasing sequence number, in the writer's transaction. A subject is a source
+  or reference table name (its conformed rows, quarantine and summary changed) or
+  `indicators` (members and prison-months). A reference table is recorded with month
+  NULL: every month may be affected.
+- `pending(conn, consumer)` is what changed after the consumer's cursor; with no cursor
+  (a new warehouse, or one written by an earlier version) the consumer must rebuild
+  everything.
+- `advance(conn, consumer, upto)` moves the cursor, in the consumer's transaction, so
+  a consumer that fails takes the same changes again next time.
+
+The `pipeline` schema is bookkeeping: it is not copied to the analysts' database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import duckdb
+
+SCHEMA = "pipeline"
+INDICATORS = "indicators"
+
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE SEQUENCE IF NOT EXISTS {SCHEMA}.change_sequence;
+CREATE TABLE IF NOT EXISTS {SCHEMA}.changes (
+  sequence BIGINT NOT NULL DEFAULT nextval('{SCHEMA}.change_sequence'),
+  subject VARCHAR NOT NULL,
+  month VARCHAR
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.cursors (
+  consumer VARCHAR PRIMARY KEY,
+  sequence BIGINT NOT NULL
+);
+"""
+
+
+@dataclass
+class Pending:
+    """What changed for one consumer: months by subject (None = the whole subject), up to `upto`."""
+
+    upto: int
+    everything: bool
+    months: dict[str, set[str | None]] = field(default_factory=dict)
+
+    def months_of(self, subject: str) -> set[str | None]:
+        return self.months.get(subject, set())
+
+    @property
+    def nothing(self) -> bool:
+        return not self.everything and not self.months
+
+
+def create(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(DDL)
+
+
+def record(conn: duckdb.DuckDBPyConnection, subject: str, months: Iterable[str | None]) -> None:
+    rows = [(subject, m) for m in dict.fromkeys(months)]
+    if rows:
+        conn.executemany(f"INSERT INTO {SCHEMA}.changes (subject, month) VALUES (?, ?)", rows)
+
+
+def pending(conn: duckdb.DuckDBPyConnection, consumer: str) -> Pending:
+    (upto,) = conn.execute(f"SELECT coalesce(max(sequence), 0) FROM {SCHEMA}.changes").fetchone()
+    cursor = conn.execute(f"SELECT sequence FROM {SCHEMA}.cursors WHERE consumer = ?", [consumer]).fetchone()
+    if cursor is None:
+        return Pending(upto, everything=True)
+    months: dict[str, set[str | None]] = {}
+    for subject, month in conn.execute(
+        f"SELECT DISTINCT subject, month FROM {SCHEMA}.changes WHERE sequence > ? AND sequence <= ?",
+        [cursor[0], upto],
+    ).fetchall():
+        months.setdefault(subject, set()).add(month)
+    return Pending(upto, everything=False, months=months)
+
+
+def advance(conn: duckdb.DuckDBPyConnection, consumer: str, upto: int) -> None:
+    conn.execute(f"INSERT OR REPLACE INTO {SCHEMA}.cursors VALUES (?, ?)", [consumer, upto])
+    # What every consumer has taken in is no longer needed.
+    conn.execute(f"""
+        DELETE FROM {SCHEMA}.changes
+        WHERE sequence <= (SELECT min(sequence) FROM {SCHEMA}.cursors)
+    """)
