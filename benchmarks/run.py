@@ -61,12 +61,13 @@ def timed_command(command: list[str], env: dict | None = None) -> dict:
     lines = []
     for line in process.stdout:
         lines.append(line.rstrip())
-        if "[" in line and line.rstrip().endswith(" s"):  # the refresh's per-run progress lines
+        if line.startswith("  ") and line.rstrip().endswith(" s"):  # the refresh's per-run progress lines
             log("    " + line.strip())
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - start
+    steps = [line.strip() for line in lines if line.startswith("  ") and line.rstrip().endswith(" s")]
     return {"seconds": seconds, "exit_code": os.waitstatus_to_exitcode(status),
-            "peak_rss_mib": usage.ru_maxrss / 1024, "tail": lines[-4:]}
+            "peak_rss_mib": usage.ru_maxrss / 1024, "steps": steps[-12:], "tail": lines[-4:]}
 
 
 def ensure_sample(months: int, seed: int) -> Path:
@@ -90,10 +91,10 @@ def month_list(landing: Path) -> list[str]:
 INGEST = """
 from pathlib import Path
 import duckdb
-from pipelines import contract, ingest, validation, warehouse
+from pipelines import contract, ingest, settings, validation, warehouse
 from pipelines.pseudonymise import Pseudonymiser
 landing, month, db = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-conn = duckdb.connect(db); warehouse.create_all(conn)
+conn = duckdb.connect(db, config=settings.duckdb_config()); warehouse.create_all(conn)
 for table in contract.REFERENCES:
     ingest.ingest(conn, landing, table, None, Pseudonymiser())
     validation.validate(conn, table, None)
@@ -120,9 +121,9 @@ result = {"rows": rows, "ingest_seconds": ingest_seconds, "validate_seconds": va
 
 INDICATORS = """
 import duckdb
-from pipelines import contract, indicators
+from pipelines import contract, indicators, settings
 db, months = sys.argv[1], sys.argv[2].split(",")
-conn = duckdb.connect(db)
+conn = duckdb.connect(db, config=settings.duckdb_config())
 t = time.monotonic()
 conn.execute("BEGIN")
 for month in months:
@@ -139,6 +140,11 @@ scan_seconds = time.monotonic() - t
 result = {"months": len(months), "indicator_seconds": indicator_seconds, "bare_scan_seconds": scan_seconds,
           "conformed_rows": scanned}
 """
+
+
+def save_partial(results: dict) -> None:
+    """The measurements so far, in case a later one fails (the full write is at the end)."""
+    (CACHE / "bench-work" / "results-partial.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -210,18 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         results["backfill"] = refresh(landing, full_out)
         log(f"backfill: {results['backfill']['seconds']:.0f} s")
     else:  # a warehouse left by an earlier version may lack the publication cursors: catch up first
-        log("reusing the last backfill; one untimed refresh brings its publication up to date")
-        refresh(landing, full_out, f"{months[-1]}:{months[-1]}")
-
-    log(f"indicators over the full history ({len(months)} months), {args.runs} runs")
-    runs = [child(INDICATORS, str(full_out / "warehouse.duckdb"), ",".join(months)) for _ in range(args.runs)]
-    results["indicators"] = {k: median_of(runs, k) for k in ("indicator_seconds", "bare_scan_seconds")}
-    results["indicators"]["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
-    results["indicators"]["conformed_rows"] = runs[0]["conformed_rows"]
+        log("reusing the last backfill; a first monthly refresh brings its publication up to date")
+        results["catch_up"] = monthly_refreshes(landing, full_out, months[-1], 1)[0]
 
     last = months[-1]
     log(f"monthly refresh of {last} with {len(months)} months of history, {args.runs} runs")
     results["monthly_full_history"] = monthly_refreshes(landing, full_out, last, args.runs)
+    save_partial(results)
 
     short = work / "twelve"
     twelve = months[-12:]
@@ -231,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     _link_months(landing, short_landing, twelve)
     refresh(short_landing, short)
     results["monthly_12_months_history"] = monthly_refreshes(short_landing, short, last, args.runs)
+    save_partial(results)
+
+    log(f"indicators over the full history ({len(months)} months), {args.runs} runs")
+    runs = [child(INDICATORS, str(full_out / "warehouse.duckdb"), ",".join(months)) for _ in range(args.runs)]
+    results["indicators"] = {k: median_of(runs, k) for k in ("indicator_seconds", "bare_scan_seconds")}
+    results["indicators"]["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    results["indicators"]["conformed_rows"] = runs[0]["conformed_rows"]
     write_results(results, landing)
     log(f"results written to {RESULTS.relative_to(ROOT)}")
     return 0
@@ -259,7 +267,9 @@ def write_results(results: dict, landing: Path) -> None:
     backfill = results.get("backfill")
     peak = max([ingest["peak_rss_mib"], indicators["peak_rss_mib"],
                 *(r["peak_rss_mib"] for r in results["monthly_full_history"]),
-                *([backfill["peak_rss_mib"]] if backfill else [])])
+                *([backfill["peak_rss_mib"]] if backfill else []),
+                *([results["catch_up"]["peak_rss_mib"]] if results.get("catch_up") else []),
+                *(r["peak_rss_mib"] for r in results["monthly_12_months_history"])])
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
@@ -295,6 +305,9 @@ def write_results(results: dict, landing: Path) -> None:
         f"| monthly refresh, 12 months of history | {monthly12:.1f} s | | {monthly / monthly12:.2f}x "
         f"({results['months']} vs 12 months) | within 1.5x | {verdict(monthly <= 1.5 * monthly12)} |",
     ]
+    if results.get("catch_up"):
+        lines.append(f"| first monthly refresh on the reused backfill (publishes everything), {results['months']} "
+                     f"months | {results['catch_up']['seconds']:.1f} s | | | | |")
     if backfill:
         lines.append(f"| full backfill of {results['months']} months | {backfill['seconds'] / 60:.1f} min | | | "
                      f"15 min | {verdict(backfill['seconds'] <= 900)} |")

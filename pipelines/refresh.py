@@ -65,6 +65,12 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def step_seconds(result) -> dict[str, float]:
+    """Seconds per step of a finished run (Dagster's own step durations)."""
+    return {event.step_key: event.event_specific_data.duration_ms / 1000 for event in result.all_events
+            if event.event_type_value == "STEP_SUCCESS" and event.event_specific_data is not None}
+
+
 def _record_run(result, name: str, report: RefreshReport) -> None:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
@@ -110,10 +116,15 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
             result = defs.resolve_job_def(job_name).execute_in_process(
                 instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=tags, **kwargs)
             _record_run(result, label, report)
+            steps = step_seconds(result)
+            log.info("%s steps: %s", label, ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
         except Exception:  # noqa: BLE001 - recorded in the log file, reported by exit code
             report.runs_failed.append(label)
             log.error("%s raised\n%s", label, traceback.format_exc())
+            steps = {}
         progress(f"{label:<28} {time.monotonic() - began:6.1f} s")
+        if job_name == "publication_job" and steps:  # the long one: say where its time went
+            progress("  " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
 
     run("reference_job", "reference tables")
     for i, month in enumerate(months, start=1):
