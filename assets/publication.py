@@ -4,20 +4,10 @@ the analysts' database and the report. Unpartitioned: each reads every month."""
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
-from pipelines import action_lists, analyst_database, benchmarking, changes, indicators, report
+from pipelines import action_lists, analyst_database, changes, publication, report
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
-
-
-def _replace(conn, table: str, frame) -> None:
-    conn.register("replacement_rows", frame)
-    try:
-        columns = ", ".join(f'"{c}"' for c in frame.columns)
-        conn.execute(f"DELETE FROM {table}")
-        conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM replacement_rows")
-    finally:
-        conn.unregister("replacement_rows")
 
 
 def comparison_counts_markdown(conn) -> str:
@@ -50,21 +40,10 @@ def comparison_counts_markdown(conn) -> str:
 )
 def indicator_values(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn, transaction(conn):
-        rows = indicators.build_indicator_values(
-            conn, fill_statistics=lambda frame: benchmarking.add_statistics(
-                frame, BY_CODE, indicators.gap_components(conn)))
-        values = indicators.indicator_values_frame(conn)
-        funnels = benchmarking.funnel_limits(values, BY_CODE)
-        charts = benchmarking.spc_charts(values, BY_CODE)
-        _replace(conn, "indicators.funnel_limits", funnels)
-        _replace(conn, "indicators.spc", charts)
+        counts = publication.update_indicator_values(conn, BY_CODE)
         table = comparison_counts_markdown(conn)
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": rows,
-        "funnel limit rows": len(funnels),
-        "SPC points": len(charts),
-        "prisons compared with England, latest quarter": dg.MetadataValue.md(table),
-    })
+        **counts, "prisons compared with England, latest quarter": dg.MetadataValue.md(table)})
 
 
 @dg.asset(
@@ -77,12 +56,8 @@ def indicator_values(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
 )
 def published_indicator_values(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn, transaction(conn):
-        values = indicators.indicator_values_frame(conn)
-        prisons = conn.execute("SELECT prison_code, region, operator, function FROM conformed.prisons").df()
-        published = benchmarking.published_values(values, prisons)
-        _replace(conn, "published.indicator_values", published)
-    suppressed = int(published["suppressed"].sum())
-    return dg.MaterializeResult(metadata={"dagster/row_count": len(published), "suppressed rows": suppressed})
+        counts = publication.update_published_values(conn)
+    return dg.MaterializeResult(metadata=counts)
 
 
 @dg.asset(

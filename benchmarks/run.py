@@ -57,7 +57,7 @@ def timed_command(command: list[str], env: dict | None = None) -> dict:
     """Wall time and peak RSS of one command (the largest of it and the children it waited for)."""
     start = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, **(env or {})})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     lines = []
     for line in process.stdout:
         lines.append(line.rstrip())

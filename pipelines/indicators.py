@@ -198,9 +198,21 @@ def period_table(months: list[str], loaded: set[tuple[str, str]]) -> tuple[list[
     return [(t, s, e, periods.parse_month(m)) for t, s, e, m in month_rows], list(flags.values())
 
 
-def _create_working_tables(conn: duckdb.DuckDBPyConnection, indicators: list[Indicator]) -> None:
+Period = tuple[str, Any]  # (period_type, period_start as a date)
+
+
+def periods_holding(months: Iterable[str]) -> set[Period]:
+    """Every period (the month itself, its financial quarter and year) holding one of `months`."""
+    return {(t, s) for t, s, _, _ in periods.period_months(list(months))}
+
+
+def _create_working_tables(conn: duckdb.DuckDBPyConnection, indicators: list[Indicator],
+                           only: set[Period] | None = None) -> None:
     loaded = loaded_source_months(conn)
     month_rows, period_flags = period_table(reported_months(conn), loaded)
+    if only is not None:
+        month_rows = [r for r in month_rows if (r[0], r[1]) in only]
+        period_flags = [f for f in period_flags if (f[0], f[1]) in only]
     conn.execute(
         """CREATE OR REPLACE TEMP TABLE _iv_catalogue (
              indicator_id VARCHAR, priority INTEGER, multiplier DOUBLE, denominator_kind VARCHAR,
@@ -281,6 +293,7 @@ person_months AS (  -- distinct-persons member rows, flagged when their prison-m
   JOIN indicators.prison_month AS pm
     ON pm.indicator_id = m.indicator_id AND pm.month = m.month AND pm.prison_code = m.prison_code
   WHERE m.unit_type = 'person' AND c.aggregation = 'distinct_persons' AND list_contains(c.components, m.component)
+    AND m.month IN (SELECT month FROM _iv_periods)
 ),
 person_periods AS (  -- does the person cover every component at the prison in the period?
   SELECT
@@ -416,9 +429,14 @@ def build_indicator_values(
     conn: duckdb.DuckDBPyConnection,
     fill_statistics: StatisticsFill | None = None,
     indicators: Iterable[Indicator] | None = None,
+    only: set[Period] | None = None,
 ) -> int:
     """Rebuild `indicators.indicator_values` (and `indicators.gap_components`) from the
-    prison-months and member rows; returns the number of value rows.
+    prison-months and member rows; returns the number of value rows rebuilt.
+
+    `only` limits the rebuild to those periods (a monthly refresh: the periods holding the
+    months recomputed, see `periods_holding`); every other period's rows are left as they are,
+    which is exact because no figure of one period reads another period's rows.
 
     Rows: every indicator x period (each reported month, its financial quarter and year)
     x area (every prison, region, operator and function of conformed.prisons, and
@@ -431,11 +449,12 @@ def build_indicator_values(
     """
     indicators = list(indicators or catalogue.load_catalogue())
     catalogue.write_catalogue(conn)
-    _create_working_tables(conn, indicators)
+    _create_working_tables(conn, indicators, only)
     england = {"england_code": ENGLAND_CODE, "england_name": ENGLAND_NAME}
     conn.execute(_PRISON_PERIODS_SQL)
-    conn.execute("DELETE FROM indicators.indicator_values")
-    conn.execute("DELETE FROM indicators.gap_components")
+    scope = period_scope(conn, only)
+    conn.execute(f"DELETE FROM indicators.indicator_values WHERE {scope}")
+    conn.execute(f"DELETE FROM indicators.gap_components WHERE {scope}")
     conn.execute(_VALUES_SQL, england)
     for indicator in indicators:
         if gap := indicator.derived:
@@ -453,33 +472,56 @@ def build_indicator_values(
     for table in ("_iv_prison", "_iv_areas", "_iv_names", "_iv_periods", "_iv_period_flags", "_iv_catalogue"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     if fill_statistics is not None:
-        _replace_values(conn, fill_statistics(indicator_values_frame(conn)))
-    (count,) = conn.execute("SELECT count(*) FROM indicators.indicator_values").fetchall()[0]
+        _replace_values(conn, fill_statistics(indicator_values_frame(conn, only)), only)
+    (count,) = conn.execute(f"SELECT count(*) FROM indicators.indicator_values WHERE {scope}").fetchall()[0]
+    conn.execute("DROP TABLE IF EXISTS _iv_scope")
     return count
 
 
-def indicator_values_frame(conn: duckdb.DuckDBPyConnection):
-    """`indicators.indicator_values` as a pandas DataFrame, in a stable order."""
+def period_scope(conn: duckdb.DuckDBPyConnection, only: set[Period] | None) -> str:
+    """A condition on period_type and period_start choosing `only` (everything when None)."""
+    if only is None:
+        return "true"
+    conn.execute("CREATE OR REPLACE TEMP TABLE _iv_scope (period_type VARCHAR, period_start DATE)")
+    if only:
+        conn.executemany("INSERT INTO _iv_scope VALUES (?, ?)", sorted(only))
+    return "(period_type, period_start) IN (SELECT (period_type, period_start) FROM _iv_scope)"
+
+
+def indicator_values_frame(conn: duckdb.DuckDBPyConnection, only: set[Period] | None = None):
+    """`indicators.indicator_values` (of the periods `only`, when given) as a pandas DataFrame,
+    in a stable order."""
+    scope = period_scope(conn, only)
     return conn.execute(
-        f"SELECT {', '.join(VALUE_COLUMNS)} FROM indicators.indicator_values "
+        f"SELECT {', '.join(VALUE_COLUMNS)} FROM indicators.indicator_values WHERE {scope} "
         "ORDER BY indicator_id, period_type, period_start, level, area_code"
     ).df()
 
 
-def _replace_values(conn: duckdb.DuckDBPyConnection, frame: Any) -> None:
+def monthly_series_frame(conn: duckdb.DuckDBPyConnection):
+    """England's and every prison's monthly rows of `indicators.indicator_values` (what SPC reads)."""
+    return conn.execute(
+        f"SELECT {', '.join(VALUE_COLUMNS)} FROM indicators.indicator_values "
+        "WHERE period_type = 'month' AND level IN ('england', 'prison') "
+        "ORDER BY indicator_id, level, area_code, period_start"
+    ).df()
+
+
+def _replace_values(conn: duckdb.DuckDBPyConnection, frame: Any, only: set[Period] | None = None) -> None:
     conn.register("_iv_filled", frame)
     try:
         columns = ", ".join(VALUE_COLUMNS)
-        conn.execute("DELETE FROM indicators.indicator_values")
+        conn.execute(f"DELETE FROM indicators.indicator_values WHERE {period_scope(conn, only)}")
         conn.execute(f"INSERT INTO indicators.indicator_values ({columns}) SELECT {columns} FROM _iv_filled")
     finally:
         conn.unregister("_iv_filled")
 
 
-def gap_components(conn: duckdb.DuckDBPyConnection):
+def gap_components(conn: duckdb.DuckDBPyConnection, only: set[Period] | None = None):
     """Each derived gap's two groups per period (numerator and denominator of each), as
     a pandas DataFrame: what the Newcombe interval of P04a needs."""
     return conn.execute(
-        "SELECT * FROM indicators.gap_components ORDER BY indicator_id, period_type, period_start"
+        f"SELECT * FROM indicators.gap_components WHERE {period_scope(conn, only)} "
+        "ORDER BY indicator_id, period_type, period_start"
     ).df()
 

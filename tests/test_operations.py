@@ -601,3 +601,50 @@ def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_ful
     analyst_database.publish(conn, from_scratch)
     assert _table_differences(conn, published, from_scratch) == {}
     conn.close()
+
+
+PUBLICATION_TABLES = ("indicators.indicator_values", "indicators.gap_components", "indicators.funnel_limits",
+                      "indicators.spc", "published.indicator_values")
+
+
+def test_publishing_only_the_changed_periods_gives_what_rebuilding_every_period_gives(clean_refresh, tmp_path):
+    import shutil
+
+    import duckdb
+
+    from assets.publication import BY_CODE
+    from pipelines import indicators, publication
+    from pipelines.resources import transaction
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
+    conn = duckdb.connect(str(warehouse))
+
+    def publish() -> tuple[dict, dict]:
+        with transaction(conn):
+            return publication.update_indicator_values(conn, BY_CODE), publication.update_published_values(conn)
+
+    def snapshot() -> dict[str, list]:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in PUBLICATION_TABLES}
+
+    publish()  # whatever the copied warehouse had pending
+    before = snapshot()
+    with transaction(conn):  # February's receptions at one prison withdrawn, its window months recomputed
+        conn.execute("DELETE FROM conformed.reception_screening WHERE source_month = '2024-02' AND prison_code = "
+                     "(SELECT min(prison_code) FROM conformed.reception_screening)")
+        for month in ("2024-01", "2024-02"):
+            indicators.compute_month(conn, month)
+    values_counts, published_counts = publish()
+    assert values_counts["periods rebuilt"] == published_counts["periods rebuilt"] == (
+        "financial_year 2023-04, month 2024-01, month 2024-02, quarter 2024-01")
+    incremental = snapshot()
+    assert incremental["published.indicator_values"] != before["published.indicator_values"]
+
+    conn.execute("DELETE FROM pipeline.cursors WHERE consumer IN (?, ?)",
+                 [publication.VALUES_CONSUMER, publication.PUBLISHED_CONSUMER])
+    values_counts, _ = publish()
+    assert values_counts["periods rebuilt"] == "all"
+    rebuilt = snapshot()
+    for table in PUBLICATION_TABLES:
+        assert_same_rows(incremental[table], rebuilt[table])
+    conn.close()
