@@ -4,7 +4,7 @@ the analysts' database and the report. Unpartitioned: each reads every month."""
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
-from pipelines import action_lists, analyst_database, changes, publication, report
+from pipelines import action_lists, analyst_database, changes, drilldown, publication, report
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
@@ -102,10 +102,13 @@ def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings
 def published_report(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
                      warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
+        with transaction(conn):
+            breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
         summary = report.build_report(conn, settings.out_path)
         headline = report.headline_table_markdown(conn)
     return dg.MaterializeResult(metadata={
         **summary.metadata(),
+        "counts by reason recomputed for": breakdowns,
         "report": dg.MetadataValue.path(str(summary.index.resolve())),
         "headline indicators": dg.MetadataValue.md(headline),
     })

@@ -76,11 +76,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from pipelines import changes, contract
 from pipelines.disclosure import DisclosurePolicy
 
 __all__ = [
     "KEY_COLUMNS",
     "breakdowns",
+    "cached_breakdowns",
+    "update_breakdowns",
     "determined",
     "members_available",
     "publishable_reason_counts",
@@ -107,6 +110,7 @@ SELECT indicator_id,
        coalesce(sum(denominator), 0) AS denominator,
        count(*) AS member_rows
 FROM indicators.members
+WHERE {scope}
 GROUP BY ALL
 ORDER BY indicator_id, month, prison_code NULLS LAST, unit_type, reason
 """
@@ -128,7 +132,10 @@ def reason_counts(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """
     if not members_available(conn):
         return pd.DataFrame({c: pd.Series(dtype=object) for c in COUNT_COLUMNS})
-    frame = conn.execute(REASON_COUNTS_SQL).df()
+    return _typed_counts(conn.execute(REASON_COUNTS_SQL.format(scope="true")).df())
+
+
+def _typed_counts(frame: pd.DataFrame) -> pd.DataFrame:
     frame["month"] = pd.to_datetime(frame["month"]).dt.date
     for c in ("units", "member_rows"):
         frame[c] = frame[c].astype("int64")
@@ -319,7 +326,7 @@ def _publish_group(rows: list[dict], policy: DisclosurePolicy) -> list[dict]:
 
 
 def publishable_reason_counts(frame: pd.DataFrame, policy: DisclosurePolicy = DisclosurePolicy(), *,
-                              published: pd.DataFrame | None = None) -> pd.DataFrame:
+                              published: pd.DataFrame | None = None, months: set | None = None) -> pd.DataFrame:
     """Disclosure-controlled counts by reason (see the module docstring for the rule).
 
     ``frame`` is :func:`reason_counts`' result. ``published`` holds the published monthly prison
@@ -339,6 +346,10 @@ def publishable_reason_counts(frame: pd.DataFrame, policy: DisclosurePolicy = Di
       population row only its denominator;
     * ``suppressed`` (bool), ``suppression`` (None, 'primary', 'secondary' or 'breakdown'),
       ``recoverable_from_figure`` (the published figure alone fixes the count).
+
+    With ``months`` (dates), only those months' prison-months are protected and returned; the
+    roles of the reasons and the list of an indicator's reasons still come from every month in
+    ``frame``, so a month's result is the same as in a run over every month.
     """
     data = frame[frame["prison_code"].notna()].copy()
     if data.empty:
@@ -356,13 +367,16 @@ def publishable_reason_counts(frame: pd.DataFrame, policy: DisclosurePolicy = Di
         totals = data[data["role"] != "population"].groupby(list(KEY_COLUMNS))["numerator"].sum()
         status = {key: _in_range(float(n), policy) for key, n in totals.items()}
 
-    groups: dict[tuple, list[dict]] = {}
     vocabulary: dict[str, dict[tuple, dict]] = {}  # indicator -> (unit_type, reason) -> a zero row
+    reasons = data[data["role"] != "population"].drop_duplicates(["indicator_id", "unit_type", "reason"])
+    for r in reasons.to_dict("records"):  # the first row of each reason, in display order
+        vocabulary.setdefault(r["indicator_id"], {})[(r["unit_type"], r["reason"])] = {
+            **r, "units": 0, "numerator": 0, "denominator": 0.0}
+    if months is not None:
+        data = data[data["month"].isin(set(months))]
+    groups: dict[tuple, list[dict]] = {}
     for r in data.to_dict("records"):
         groups.setdefault((r["indicator_id"], r["month"], r["prison_code"]), []).append(r)
-        if r["role"] != "population":
-            vocabulary.setdefault(r["indicator_id"], {}).setdefault(
-                (r["unit_type"], r["reason"]), {**r, "units": 0, "numerator": 0, "denominator": 0.0})
     out: list[dict] = []
     for key, rows in groups.items():
         if status.get(key, True):  # figure suppressed, or no published figure: no breakdown
@@ -397,3 +411,73 @@ def breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy = Discl
     if frame.empty:
         return publishable_reason_counts(frame, policy)
     return publishable_reason_counts(frame, policy, published=published_prison_months(conn))
+
+
+# ---------------------------------------------------------------------------------------------
+# The report's cache: a monthly refresh protects only the months it changed
+
+CONSUMER = "report_breakdowns"
+VALUES_SUBJECT = "indicator_values"  # logged by pipelines.publication when published figures change
+CACHE_DDL = """
+CREATE TABLE IF NOT EXISTS pipeline.reason_counts (
+  indicator_id VARCHAR, month DATE, prison_code VARCHAR, unit_type VARCHAR, reason VARCHAR,
+  units BIGINT, numerator BIGINT, denominator DOUBLE, member_rows BIGINT);
+CREATE TABLE IF NOT EXISTS pipeline.breakdowns (
+  indicator_id VARCHAR, month DATE, prison_code VARCHAR, unit_type VARCHAR, reason VARCHAR, role VARCHAR,
+  units BIGINT, numerator DOUBLE, denominator DOUBLE, suppressed BOOLEAN, suppression VARCHAR,
+  recoverable_from_figure BOOLEAN);
+"""
+_DISPLAY_ORDER = ("indicator_id, month, prison_code, "
+                  + "CASE role " + " ".join(f"WHEN '{r}' THEN {i}" for r, i in ROLE_ORDER.items()) + " END, reason")
+
+
+def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy = DisclosurePolicy()) -> str:
+    """Bring `pipeline.breakdowns` (the publishable counts, as :func:`breakdowns` gives them) up to
+    date: recompute only the months whose members or published figures changed since the last
+    update (all of them the first time, or when a reference table changed). The caller owns the
+    transaction. Returns what was done: "all", "none" or the months."""
+    conn.execute(CACHE_DDL)
+    pending = changes.pending(conn, CONSUMER)
+    months = pending.months_of(changes.INDICATORS) | pending.months_of(VALUES_SUBJECT)
+    everything = (pending.everything or None in months
+                  or any(t.name in pending.months for t in contract.REFERENCES))
+    if everything or months:
+        dates = None if everything else {pd.Timestamp(f"{m}-01").date() for m in months}
+        conn.execute("CREATE OR REPLACE TEMP TABLE _bd_months (month DATE)")
+        if dates:
+            conn.executemany("INSERT INTO _bd_months VALUES (?)", [(d,) for d in sorted(dates)])
+        scope = "true" if everything else "month IN (SELECT month FROM _bd_months)"
+        conn.execute(f"DELETE FROM pipeline.reason_counts WHERE {scope}")
+        if members_available(conn):
+            conn.execute(f"INSERT INTO pipeline.reason_counts {REASON_COUNTS_SQL.format(scope=scope)}")
+        counts = _typed_counts(conn.execute(f"SELECT * FROM pipeline.reason_counts ORDER BY {_COUNT_ORDER}").df())
+        published = published_prison_months(conn)
+        if dates is not None:
+            published = published[published["month"].isin(dates)]
+        shown = (publishable_reason_counts(counts, policy, published=published, months=dates)
+                 if len(counts) else _empty_publishable())
+        conn.execute(f"DELETE FROM pipeline.breakdowns WHERE {scope}")
+        if len(shown):
+            conn.register("_bd_shown", shown)
+            columns = ", ".join(PUBLISHABLE_COLUMNS)
+            conn.execute(f"INSERT INTO pipeline.breakdowns ({columns}) SELECT {columns} FROM _bd_shown")
+            conn.unregister("_bd_shown")
+        conn.execute("DROP TABLE _bd_months")
+    changes.advance(conn, CONSUMER, pending.upto)
+    return "all" if everything else ", ".join(sorted(months)) or "none"
+
+
+_COUNT_ORDER = "indicator_id, month, prison_code NULLS LAST, unit_type, reason"
+
+
+def cached_breakdowns(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, set[str]] | None:
+    """The cached publishable counts and the indicators with member rows, when the cache is up to
+    date (:func:`update_breakdowns` has taken every change); None otherwise."""
+    (present,) = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'pipeline' "
+                              "AND table_name IN ('breakdowns', 'reason_counts', 'cursors', 'changes')").fetchone()
+    if present < 4 or not changes.pending(conn, CONSUMER).nothing:
+        return None
+    shown = conn.execute(f"SELECT * FROM pipeline.breakdowns ORDER BY {_DISPLAY_ORDER}").df()
+    shown["month"] = pd.to_datetime(shown["month"]).dt.date
+    codes = {c for (c,) in conn.execute("SELECT DISTINCT indicator_id FROM pipeline.reason_counts").fetchall()}
+    return shown, codes

@@ -892,17 +892,23 @@ def load_behind(conn: duckdb.DuckDBPyConnection, pub: Publication,
     rows the pages show (`pub.rows`)."""
     if not drilldown.members_available(conn):
         return None
-    counts = drilldown.reason_counts(conn)
-    published = pd.DataFrame(
-        [{"indicator_id": r["indicator_id"], "month": r["period_start"], "prison_code": r["area_code"],
-          "suppressed": r["suppressed"]} for r in pub.rows if r["level"] == "prison" and r["period_type"] == "month"],
-        columns=["indicator_id", "month", "prison_code", "suppressed"])
-    shown = drilldown.publishable_reason_counts(counts, policy, published=published)
+    cached = drilldown.cached_breakdowns(conn) if policy == DisclosurePolicy() else None
+    if cached is not None:  # the pipeline keeps them up to date month by month
+        shown, codes = cached
+    else:
+        counts = drilldown.reason_counts(conn)
+        published = pd.DataFrame(
+            [{"indicator_id": r["indicator_id"], "month": r["period_start"], "prison_code": r["area_code"],
+              "suppressed": r["suppressed"]} for r in pub.rows
+             if r["level"] == "prison" and r["period_type"] == "month"],
+            columns=["indicator_id", "month", "prison_code", "suppressed"])
+        shown = drilldown.publishable_reason_counts(counts, policy, published=published)
+        codes = set(counts["indicator_id"].dropna())
     rows: dict[str, dict[tuple[str, dt.date], list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in shown.to_dict("records"):
         r = {k: _clean(v) for k, v in r.items()}
         rows[r["indicator_id"]][(r["prison_code"], _as_date(r["month"]))].append(r)
-    return Behind(codes=set(counts["indicator_id"].dropna()), rows=rows)
+    return Behind(codes=codes, rows=rows)
 
 
 def _count_text(n: float | None) -> str:

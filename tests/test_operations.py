@@ -648,3 +648,47 @@ def test_publishing_only_the_changed_periods_gives_what_rebuilding_every_period_
     for table in PUBLICATION_TABLES:
         assert_same_rows(incremental[table], rebuilt[table])
     conn.close()
+
+
+def test_the_cached_counts_by_reason_equal_a_computation_over_every_month(clean_refresh, tmp_path):
+    import shutil
+
+    import duckdb
+
+    from assets.publication import BY_CODE
+    from pipelines import drilldown, indicators, publication
+    from pipelines.resources import transaction
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
+    conn = duckdb.connect(str(warehouse))
+
+    def refresh_caches() -> str:
+        with transaction(conn):
+            publication.update_indicator_values(conn, BY_CODE)
+            publication.update_published_values(conn)
+            return drilldown.update_breakdowns(conn)
+
+    refresh_caches()
+    with transaction(conn):  # March's smoking events at one prison withdrawn, its window months recomputed
+        conn.execute("DELETE FROM conformed.smoking WHERE source_month = '2024-03' AND prison_code = "
+                     "(SELECT min(prison_code) FROM conformed.smoking)")
+        for month in ("2024-02", "2024-03"):
+            indicators.compute_month(conn, month)
+    assert drilldown.cached_breakdowns(conn) is None  # out of date until updated
+    assert refresh_caches() == "2024-02, 2024-03"
+    cached, codes = drilldown.cached_breakdowns(conn)
+    everything = drilldown.breakdowns(conn)
+    assert codes == set(drilldown.reason_counts(conn)["indicator_id"])
+    assert len(cached) == len(everything) > 0
+    columns = list(drilldown.PUBLISHABLE_COLUMNS)
+    for got, want in zip(cached[columns].astype(object).itertuples(index=False),
+                         everything[columns].astype(object).itertuples(index=False), strict=True):
+        assert [None if pd_isna(v) else v for v in got] == [None if pd_isna(v) else v for v in want]
+    conn.close()
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return value is None or (not isinstance(value, str | bool) and bool(pd.isna(value)))
