@@ -1,5 +1,6 @@
 """Publication assets: indicator values with their statistics, the disclosure-controlled table,
-the analysts' database and the report. Unpartitioned: each reads every month."""
+the analysts' database and the report. Unpartitioned: each takes what changed since it last ran
+(pipelines.changes), or everything the first time."""
 
 import dagster as dg
 
