@@ -905,8 +905,9 @@ def load_behind(conn: duckdb.DuckDBPyConnection, pub: Publication,
         shown = drilldown.publishable_reason_counts(counts, policy, published=published)
         codes = set(counts["indicator_id"].dropna())
     rows: dict[str, dict[tuple[str, dt.date], list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in shown.to_dict("records"):
-        r = {k: _clean(v) for k, v in r.items()}
+    # Plain Python values column by column (NaN and NA become None): one pass per column, not per cell.
+    plain = shown.astype(object).where(shown.notna(), None)
+    for r in plain.to_dict("records"):
         rows[r["indicator_id"]][(r["prison_code"], _as_date(r["month"]))].append(r)
     return Behind(codes=codes, rows=rows)
 
