@@ -357,15 +357,20 @@ def link_events(conn, table: contract.Table, from_month: str, to_month: str | No
     changes.record(conn, table.name, [m for (m,) in conn.execute(
         f"SELECT DISTINCT source_month FROM conformed.{table.name} WHERE source_month >= ? {upper} ORDER BY 1",
         [from_month]).fetchall()])
+    # Only the receptions of the people and prisons in these events can link: filtering them
+    # first keeps the cost of a month's linkage from growing with the years of receptions kept.
     conn.execute(f"""
         UPDATE conformed.{table.name} AS e SET reception_id = l.reception_id
         FROM (
+          WITH ev AS (SELECT {id_col}, person_key, prison_code, {when} AS at FROM conformed.{table.name}
+                      WHERE source_month >= {_quote(from_month)} {upper})
           SELECT ev.{id_col} AS event_id, r.reception_id
-          FROM (SELECT {id_col}, person_key, prison_code, {when} AS at FROM conformed.{table.name}
-                WHERE source_month >= {_quote(from_month)} {upper}) ev
+          FROM ev
           ASOF LEFT JOIN (
             SELECT person_key, prison_code, reception_datetime, max(reception_id) AS reception_id
-            FROM conformed.reception_screening GROUP BY ALL
+            FROM conformed.reception_screening
+            WHERE (person_key, prison_code) IN (SELECT (person_key, prison_code) FROM ev)
+            GROUP BY ALL
           ) r
           ON ev.person_key = r.person_key AND ev.prison_code = r.prison_code AND ev.at >= r.reception_datetime
         ) l
