@@ -263,6 +263,7 @@ def validate(conn: duckdb.DuckDBPyConnection, table: contract.Table, month: str 
     only idempotent inside one.
     """
     name = table.name
+    before = None if table.is_event else _reference_fingerprint(conn, name)
     rows = month_rows(month) if month else None
     conn.execute(f"CREATE OR REPLACE TEMP TABLE judged AS {judge_sql(table, rows)}")
     columns = [n for n, _ in contract.conformed_columns(table)
@@ -302,8 +303,19 @@ def validate(conn: duckdb.DuckDBPyConnection, table: contract.Table, month: str 
         judged = conn.execute(f"SELECT * EXCLUDE (original_row) FROM judged {where}").df()
     failures = rule_failures(conn, table)
     conn.execute("DROP TABLE judged")
-    changes.record(conn, name, [month])
+    # A reference table is validated on every refresh; only a real change may make the
+    # publication rebuild every period (pipelines.changes).
+    if table.is_event or _reference_fingerprint(conn, name) != before:
+        changes.record(conn, name, [month])
     return MonthOutcome(name, month, loaded, quarantined, counts, judged, failures)
+
+
+def _reference_fingerprint(conn, name: str) -> tuple:
+    """Row count and summed row hashes of a reference table and its quarantined rows."""
+    return conn.execute(f"""
+        SELECT (SELECT (count(*), sum(hash(c))) FROM conformed.{name} AS c),
+               (SELECT (count(*), sum(hash(q))) FROM quality.quarantine AS q WHERE source = ?)
+    """, [name]).fetchone()
 
 
 def _summarise(conn, name: str, month: str, known_prison: str) -> None:

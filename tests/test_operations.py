@@ -692,3 +692,33 @@ def pd_isna(value) -> bool:
     import pandas as pd
 
     return value is None or (not isinstance(value, str | bool) and bool(pd.isna(value)))
+
+
+def test_revalidating_an_unchanged_reference_table_records_no_change(clean_refresh, tmp_path):
+    """Every refresh validates the reference tables again; only a real change may make the
+    publication rebuild every period."""
+    import shutil
+
+    import duckdb
+
+    from pipelines import contract, validation
+    from pipelines.resources import transaction
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
+    conn = duckdb.connect(str(warehouse))
+    prisons = contract.TABLES["prisons"]
+
+    def recorded() -> int:
+        return conn.execute("SELECT count(*) FROM pipeline.changes WHERE subject = 'prisons'").fetchone()[0]
+
+    before = recorded()
+    with transaction(conn):
+        validation.validate(conn, prisons, None)
+    assert recorded() == before
+    with transaction(conn):
+        conn.execute("UPDATE raw.prisons SET prison_name = prison_name || ' renamed' "
+                     "WHERE prison_code = (SELECT min(prison_code) FROM raw.prisons)")
+        validation.validate(conn, prisons, None)
+    assert recorded() == before + 1
+    conn.close()
