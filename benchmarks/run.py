@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     months = month_list(landing)
     work = CACHE / "bench-work"
     work.mkdir(parents=True, exist_ok=True)
-    results: dict = {"months": len(months), "runs": args.runs}
+    results: dict = {"months": len(months), "runs": args.runs,
+                     "command": " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)])}
 
     probe = months[len(months) // 2]
     log(f"ingest and validation of one national month ({probe}), {args.runs} runs")
@@ -286,8 +287,8 @@ def write_results(results: dict, landing: Path) -> None:
     lines = [
         "# Benchmark results",
         "",
-        f"Recorded {datetime.now():%Y-%m-%d %H:%M} by `make bench` (`python -m benchmarks.run --months "
-        f"{results['months']} --runs {results['runs']}`).",
+        f"Recorded {datetime.now():%Y-%m-%d %H:%M} by `{results['command']}` (`make bench` runs it with the "
+        "defaults: 120 months, 3 runs).",
         f"Machine: {platform.platform()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; Python "
         f"{platform.python_version()}; {_versions()}.",
