@@ -102,9 +102,7 @@ VARIATIONS = {
     "special_cause_neither": ("Special cause variation: neither better nor worse", "neither", "square"),
 }
 ASSURANCE = {
-    "consistently_passing": ("Consistently passes the target", "improvement", "pass"),
     "consistent_pass": ("Consistently passes the target", "improvement", "pass"),
-    "consistently_failing": ("Consistently fails the target", "concern", "fail"),
     "consistent_fail": ("Consistently fails the target", "concern", "fail"),
     "inconsistent": ("Hits and misses the target: inconsistent", "common", "inconsistent"),
 }

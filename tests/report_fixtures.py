@@ -435,11 +435,11 @@ def xmr(values: list[float], polarity: str, target: float | None) -> list[dict]:
         assurance = None
         if target is not None and polarity != "neutral":
             if polarity == "high":
-                assurance = ("consistently_passing" if target < lo else
-                             "consistently_failing" if target > hi else "inconsistent")
+                assurance = ("consistent_pass" if target < lo else
+                             "consistent_fail" if target > hi else "inconsistent")
             else:
-                assurance = ("consistently_passing" if target > hi else
-                             "consistently_failing" if target < lo else "inconsistent")
+                assurance = ("consistent_pass" if target > hi else
+                             "consistent_fail" if target < lo else "inconsistent")
         out.append({"value": float(v), "mean": mean, "lower": lo, "upper": hi, "special": special,
                     "variation": variation, "rules": ",".join(flags[i]) or None, "assurance": assurance})
     return out
