@@ -26,8 +26,12 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from pipelines import contract
+
 SCHEMA = "pipeline"
-INDICATORS = "indicators"
+INDICATORS = "indicators"  # members and prison-months, logged by the indicator engine
+INDICATOR_VALUES = "indicator_values"  # published figures, logged by pipelines.publication
+REFERENCES = tuple(t.name for t in contract.REFERENCES)
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -54,6 +58,15 @@ class Pending:
 
     def months_of(self, subject: str) -> set[str | None]:
         return self.months.get(subject, set())
+
+    def months_or_all(self, *subjects: str) -> set[str] | None:
+        """The months the subjects changed in, or None when every month must be rebuilt: the
+        first time, when a subject changed everything, or when a reference table changed
+        (areas and populations feed every month)."""
+        months = set().union(*(self.months_of(s) for s in subjects))
+        if self.everything or None in months or any(r in self.months for r in REFERENCES):
+            return None
+        return months
 
     @property
     def nothing(self) -> bool:

@@ -76,7 +76,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipelines import changes, contract
+from pipelines import changes
 from pipelines.disclosure import DisclosurePolicy
 
 __all__ = [
@@ -417,7 +417,6 @@ def breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy = Discl
 # The report's cache: a monthly refresh protects only the months it changed
 
 CONSUMER = "report_breakdowns"
-VALUES_SUBJECT = "indicator_values"  # logged by pipelines.publication when published figures change
 CACHE_DDL = """
 CREATE TABLE IF NOT EXISTS pipeline.reason_counts (
   indicator_id VARCHAR, month DATE, prison_code VARCHAR, unit_type VARCHAR, reason VARCHAR,
@@ -438,9 +437,8 @@ def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy 
     transaction. Returns what was done: "all", "none" or the months."""
     conn.execute(CACHE_DDL)
     pending = changes.pending(conn, CONSUMER)
-    months = pending.months_of(changes.INDICATORS) | pending.months_of(VALUES_SUBJECT)
-    everything = (pending.everything or None in months
-                  or any(t.name in pending.months for t in contract.REFERENCES))
+    months = pending.months_or_all(changes.INDICATORS, changes.INDICATOR_VALUES)
+    everything = months is None
     if everything or months:
         dates = None if everything else {pd.Timestamp(f"{m}-01").date() for m in months}
         conn.execute("CREATE OR REPLACE TEMP TABLE _bd_months (month DATE)")

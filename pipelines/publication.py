@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import duckdb
 
-from pipelines import benchmarking, changes, contract, indicators
+from pipelines import benchmarking, changes, indicators
 from pipelines.catalogue import Indicator
 
 VALUES_CONSUMER, PUBLISHED_CONSUMER = "indicator_values", "published_values"
-VALUES_SUBJECT = "indicator_values"  # what indicator_values logs for published.indicator_values
 
 
 def _replace(conn: duckdb.DuckDBPyConnection, table: str, frame, scope: str = "true") -> None:
@@ -36,21 +35,12 @@ def _replace(conn: duckdb.DuckDBPyConnection, table: str, frame, scope: str = "t
         conn.unregister("replacement_rows")
 
 
-def changed_periods(pending: changes.Pending, subject: str) -> set | None:
-    """The periods holding the months `subject` changed in; None (rebuild every period) the first
-    time, when a reference table changed (areas and populations feed every period) or when the
-    subject changed everything."""
-    months = pending.months_of(subject)
-    if pending.everything or None in months or any(t.name in pending.months for t in contract.REFERENCES):
-        return None
-    return indicators.periods_holding(months)
-
-
 def update_indicator_values(conn: duckdb.DuckDBPyConnection, catalogue: dict[str, Indicator]) -> dict:
     """Rebuild the changed periods' values, funnels and gaps, and SPC; returns counts for the UI.
     The caller owns the transaction (the cursor moves in it)."""
     pending = changes.pending(conn, VALUES_CONSUMER)
-    only = changed_periods(pending, changes.INDICATORS)
+    months = pending.months_or_all(changes.INDICATORS)
+    only = None if months is None else indicators.periods_holding(months)
     rows = indicators.build_indicator_values(
         conn, only=only, fill_statistics=lambda frame: benchmarking.add_statistics(
             frame, catalogue, indicators.gap_components(conn, only)))
@@ -58,7 +48,7 @@ def update_indicator_values(conn: duckdb.DuckDBPyConnection, catalogue: dict[str
         funnels = benchmarking.funnel_limits(indicators.indicator_values_frame(conn, only), catalogue)
         _replace(conn, "indicators.funnel_limits", funnels, indicators.period_scope(conn, only))
         _replace(conn, "indicators.spc", benchmarking.spc_charts(indicators.monthly_series_frame(conn), catalogue))
-    changes.record(conn, VALUES_SUBJECT, [None] if only is None else sorted(pending.months_of(changes.INDICATORS)))
+    changes.record(conn, changes.INDICATOR_VALUES, [None] if months is None else sorted(months))
     changes.advance(conn, VALUES_CONSUMER, pending.upto)
     values, funnels, points = conn.execute(
         "SELECT (SELECT count(*) FROM indicators.indicator_values), (SELECT count(*) FROM indicators.funnel_limits), "
@@ -70,7 +60,8 @@ def update_indicator_values(conn: duckdb.DuckDBPyConnection, catalogue: dict[str
 def update_published_values(conn: duckdb.DuckDBPyConnection) -> dict:
     """Disclosure control of the periods `update_indicator_values` changed; returns counts."""
     pending = changes.pending(conn, PUBLISHED_CONSUMER)
-    only = changed_periods(pending, VALUES_SUBJECT)
+    months = pending.months_or_all(changes.INDICATOR_VALUES)
+    only = None if months is None else indicators.periods_holding(months)
     values = indicators.indicator_values_frame(conn, only)
     prisons = conn.execute("SELECT prison_code, region, operator, function FROM conformed.prisons").df()
     _replace(conn, "published.indicator_values", benchmarking.published_values(values, prisons),
