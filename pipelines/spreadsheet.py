@@ -104,8 +104,8 @@ def spreadsheet_rows(rows: list[dict]) -> list[dict]:
 
     Every area's months, and earlier years, are in the CSV and Parquet files and the analysts'
     database: a sheet of every prison-month would be too long to read, and one of every quarter
-    of ten years would make each monthly refresh write millions of cells (gptables writes about
-    fifteen thousand a second), so the workbook's size does not grow with the history kept.
+    of ten years would make each monthly refresh write millions of cells (gptables writes them one
+    by one in Python), so the workbook's size does not grow with the history kept.
     """
     years = sorted({r["period_start"] for r in rows if r["period_type"] == "financial_year"})[-AREA_YEARS:]
     return [r for r in rows if r["level"] == "england"
