@@ -105,8 +105,9 @@ def published_report(context: dg.AssetExecutionContext, settings: PrisonHealthSe
     with warehouse.get_connection() as conn:
         with transaction(conn):
             breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
-        summary = report.build_report(conn, settings.out_path)
-        headline = report.headline_table_markdown(conn)
+        publication = report.load_publication(conn)  # read once: the national tables are large
+        summary = report.build_report(conn, settings.out_path, publication=publication)
+        headline = report.headline_table_markdown(conn, publication)
     return dg.MaterializeResult(metadata={
         **summary.metadata(),
         "counts by reason recomputed for": breakdowns,

@@ -171,10 +171,18 @@ def _columns(conn: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
 
 
 def _records(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    """The rows as dicts, NaN (from pandas inserts) as None: it is no figure. Only the floating-point
+    columns are checked, as the national tables hold millions of cells."""
     cur = conn.execute(sql, params or [])
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, [None if type(v) is float and v != v else v for v in row], strict=True))
-            for row in cur.fetchall()]  # NaN (from pandas inserts) is no figure
+    floats = [d[0] for d in cur.description if str(d[1]) in ("DOUBLE", "FLOAT")]
+    rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+    for column in floats:
+        for row in rows:
+            value = row[column]
+            if value != value:
+                row[column] = None
+    return rows
 
 
 def _clean(value: Any) -> Any:
@@ -903,10 +911,14 @@ def load_behind(conn: duckdb.DuckDBPyConnection, pub: Publication,
         shown = drilldown.publishable_reason_counts(counts, policy, published=published)
         codes = set(counts["indicator_id"].dropna())
     rows: dict[str, dict[tuple[str, dt.date], list[dict]]] = defaultdict(lambda: defaultdict(list))
-    # Plain Python values column by column (NaN and NA become None): one pass per column, not per cell.
-    plain = shown.astype(object).where(shown.notna(), None)
-    for r in plain.to_dict("records"):
-        rows[r["indicator_id"]][(r["prison_code"], _as_date(r["month"]))].append(r)
+    # Plain Python values column by column (NaN and NA become None), then zipped into records:
+    # DataFrame.to_dict boxes every cell on its own, which took most of this step nationally.
+    names = list(shown.columns)
+    columns = [shown[c].astype(object).where(shown[c].notna(), None).tolist() for c in names]
+    months = {m: _as_date(m) for m in set(shown["month"].tolist())}
+    for values in zip(*columns, strict=True):
+        r = dict(zip(names, values, strict=True))
+        rows[r["indicator_id"]][(r["prison_code"], months[r["month"]])].append(r)
     return Behind(codes=codes, rows=rows)
 
 
@@ -1222,13 +1234,14 @@ def _latest_label(pub: Publication) -> str:
 
 
 def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreadsheet: bool = True,
-                 synthetic: bool = True) -> ReportSummary:
+                 synthetic: bool = True, publication: Publication | None = None) -> ReportSummary:
     """Write the static report site to `<out_dir>/report/` and return what was written.
 
     `out_dir` is the pipeline's output directory (the one holding warehouse.duckdb). With
     `with_spreadsheet` (the default) the accessible spreadsheet is written beside the pages
     too; pass False when it is materialised separately with `spreadsheet.build_spreadsheet`.
     `synthetic` adds the banner (and cover note) saying the figures are made-up sample data.
+    `publication` saves reading the published tables again when the caller already has them.
     """
     out_dir = Path(out_dir)
     root = out_dir / SITE_DIR
@@ -1236,7 +1249,7 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
     for sub in ("indicators", "prisons", "regions", "data/indicators"):  # nothing stale may linger
         if (root / sub).exists():
             shutil.rmtree(root / sub)
-    pub = load_publication(conn)
+    pub = publication or load_publication(conn)
     behind = load_behind(conn, pub)
     written: list[Path] = []
     written += _copy_assets(root / "assets")
@@ -1327,10 +1340,10 @@ def _priorities(catalogue: list[dict]) -> list[dict]:
 # For the Dagster UI
 
 
-def headline_table_markdown(conn: duckdb.DuckDBPyConnection) -> str:
+def headline_table_markdown(conn: duckdb.DuckDBPyConnection, publication: Publication | None = None) -> str:
     """The twelve headline indicators: latest quarter England value, 95% interval and how many prisons
     are better / similar / worse than England (higher / similar / lower for neutral indicators)."""
-    pub = load_publication(conn)
+    pub = publication or load_publication(conn)
     lines = ["| Indicator | Period | England | 95% CI | Prisons compared with England |",
              "|---|---|---|---|---|"]
     for cat in pub.headline:
