@@ -68,6 +68,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
     "LIMIT",
@@ -151,13 +152,10 @@ def seven_point_one_side_mean(relative_to_mean: Sequence[float] | np.ndarray) ->
     use :func:`part_of_run` to mark the whole run.
     """
     v = np.asarray(relative_to_mean, dtype=float)
-    padded = np.concatenate([np.zeros(RUN - 1), v])
-    out = np.zeros(v.shape)
-    for i in range(v.size):
-        j = i + RUN - 1
-        window = padded[j - (RUN - 1) : j + 1]
-        out[i] = float(np.all(window == padded[j]) and padded[j] != 0)
-    return out
+    if v.size == 0:
+        return np.zeros(0)
+    windows = sliding_window_view(np.concatenate([np.zeros(RUN - 1), v]), RUN)  # each point and the 6 before
+    return (np.all(windows == windows[:, -1:], axis=1) & (windows[:, -1] != 0)).astype(float)
 
 
 def seven_point_trend(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -166,12 +164,8 @@ def seven_point_trend(values: Sequence[float] | np.ndarray) -> np.ndarray:
     out = np.zeros(y.shape)
     if y.size < RUN:
         return out
-    for i in range(RUN - 1, y.size):
-        d = np.sign(np.diff(y[i - (RUN - 1) : i + 1]))
-        if np.all(d == 1):
-            out[i] = 1.0
-        elif np.all(d == -1):
-            out[i] = -1.0
+    steps = sliding_window_view(np.sign(np.diff(y)), RUN - 1)  # the 6 steps ending at each point
+    out[RUN - 1 :] = np.where(np.all(steps == 1, axis=1), 1.0, np.where(np.all(steps == -1, axis=1), -1.0, 0.0))
     return out
 
 
@@ -182,8 +176,10 @@ def part_of_run(flags: Sequence[float] | np.ndarray) -> np.ndarray:
     decreasing trends count too).
     """
     v = np.abs(np.asarray(flags, dtype=float))
-    padded = np.concatenate([v, np.zeros(RUN - 1)])
-    return np.array([float(np.any(padded[i : i + RUN] == 1)) for i in range(v.size)])
+    if v.size == 0:
+        return np.zeros(0)
+    windows = sliding_window_view(np.concatenate([v, np.zeros(RUN - 1)]), RUN)  # each point and the 6 after
+    return np.any(windows == 1, axis=1).astype(float)
 
 
 def two_in_three(
@@ -199,17 +195,10 @@ def two_in_three(
     rtm = np.asarray(relative_to_mean, dtype=float)
     if v.size == 0:
         return np.zeros(0)
-    vp = np.concatenate([[0, 0], v, [0, 0]])
-    rp = np.concatenate([[0, 0], rtm, [0, 0]])
-    out = np.zeros(v.shape)
-    for i in range(v.size):
-        hit = False
-        for start in (i, i + 1, i + 2):
-            window = slice(start, start + 3)
-            if np.sum(vp[window]) >= 2 and abs(np.sum(rp[window])) == 3:
-                hit = True
-        out[i] = float(hit)
-    return out
+    near = sliding_window_view(np.concatenate([[0, 0], v, [0, 0]]), 3).sum(axis=1)
+    side = sliding_window_view(np.concatenate([[0, 0], rtm, [0, 0]]), 3).sum(axis=1)
+    window_hit = (near >= 2) & (np.abs(side) == 3)  # window k covers points k-2 .. k
+    return (window_hit[:-2] | window_hit[1:-1] | window_hit[2:]).astype(float)
 
 
 def special_cause_type(
@@ -239,18 +228,15 @@ def special_cause_type(
     next_in_trend = np.concatenate([trend[1:], [0.0]]) != 0
     step = np.where(next_in_trend & (trend != 0), right, left)
 
-    side = np.where(rtm > 0, "Above", "Below")
-    out = np.full(n, "Common Cause", dtype=object)
-    for i in range(n):
-        if outside[i] != 0:
-            out[i] = "Above UCL" if rtm[i] == 1 else "Below LCL"
-        elif trend[i] != 0:
-            out[i] = f"7 Point Trend ({'In' if step[i] == 1 else 'De'}creasing)"
-        elif two3[i] != 0:
-            out[i] = f"2 in 3 {side[i]} CL"
-        elif shift[i] != 0:
-            out[i] = f"7 Points {side[i]} CL"
-    return out
+    above = rtm > 0
+    return np.select(  # the first rule that marks a point names it
+        [outside != 0, trend != 0, two3 != 0, shift != 0],
+        [np.where(rtm == 1, "Above UCL", "Below LCL"),
+         np.where(step == 1, "7 Point Trend (Increasing)", "7 Point Trend (Decreasing)"),
+         np.where(above, "2 in 3 Above CL", "2 in 3 Below CL"),
+         np.where(above, "7 Points Above CL", "7 Points Below CL")],
+        default="Common Cause",
+    ).astype(object)
 
 
 def variation(special_cause: Sequence[str] | np.ndarray, improvement_direction: str) -> np.ndarray:
