@@ -1256,11 +1256,10 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
     data_paths = write_exports(conn, root / "data", [c["code"] for c in pub.catalogue])
     written += data_paths
     csv_sizes = {p.stem: p.stat().st_size for p in data_paths if p.parent.name == "indicators"}
-    if with_spreadsheet:
+    if with_spreadsheet:  # written by a second process while this one renders the pages
         from pipelines import spreadsheet
 
-        written.append(spreadsheet.build_spreadsheet(conn, root / SPREADSHEET_NAME, publication=pub,
-                                                     synthetic=synthetic))
+        workbook = spreadsheet.start_spreadsheet(pub, root / SPREADSHEET_NAME, synthetic=synthetic)
 
     env = _environment()
     regions = sorted({p.get("region") for p in pub.prisons.values() if p.get("region")})
@@ -1308,23 +1307,28 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
         }))
     pages.append(("methodology.html", "methodology.html.j2", {"page_id": "methodology"}))
     pages.append(("data-quality.html", "data_quality.html.j2", {**_quality_context(pub), "page_id": "quality"}))
-    downloads = [{"name": p.name, "href": str(p.relative_to(root)).replace("\\", "/"), "size": _size(p.stat().st_size),
-                  "code": p.stem} for p in data_paths if p.parent.name == "indicators"]
-    pages.append(("downloads.html", "downloads.html.j2", {
-        "page_id": "downloads", "indicator_files": downloads,
-        "sizes": {p.name: _size(p.stat().st_size) for p in [*written, root / SPREADSHEET_NAME] if p.exists()},
-        "spreadsheet": with_spreadsheet or (root / SPREADSHEET_NAME).exists(),
-    }))
 
-    for rel, template, ctx in pages:
+    def render(rel: str, template: str, ctx: dict) -> None:
         depth = rel.count("/")
         html = env.get_template(template).render(**common, **ctx, root="../" * depth, rel=rel)
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(html, encoding="utf-8")
         written.append(path)
+
+    for page in pages:
+        render(*page)
+    if with_spreadsheet:
+        written.append(workbook.result())
+    downloads = [{"name": p.name, "href": str(p.relative_to(root)).replace("\\", "/"), "size": _size(p.stat().st_size),
+                  "code": p.stem} for p in data_paths if p.parent.name == "indicators"]
+    render("downloads.html", "downloads.html.j2", {  # last: it gives the spreadsheet's size
+        "page_id": "downloads", "indicator_files": downloads,
+        "sizes": {p.name: _size(p.stat().st_size) for p in [*written, root / SPREADSHEET_NAME] if p.exists()},
+        "spreadsheet": with_spreadsheet or (root / SPREADSHEET_NAME).exists(),
+    })
     total = sum(p.stat().st_size for p in written if p.exists())
-    return ReportSummary(root=root, paths=written, pages=len(pages), bytes=total)
+    return ReportSummary(root=root, paths=written, pages=len(pages) + 1, bytes=total)
 
 
 def _priorities(catalogue: list[dict]) -> list[dict]:

@@ -17,6 +17,10 @@ Notes are referenced as [note N] in titles, subtitles and column headings, as gp
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -52,6 +56,7 @@ NOTES = {
 COMPARISON_WORDS = {"better": "Better", "similar": "Similar", "worse": "Worse", "higher": "Higher",
                     "lower": "Lower", "not_compared": "Not compared"}
 ROUND_VALUE = 2
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AREA_YEARS = 2  # financial years of figures below England in the workbook
 
 
@@ -139,17 +144,61 @@ def build_spreadsheet(conn: duckdb.DuckDBPyConnection, path: Path, *, publicatio
 
     `publication` (a `report.Publication`) saves reading the warehouse again when the report has
     already done so; `synthetic` says on the cover that the figures are made-up sample data."""
+    return write_workbook(path, *_workbook_inputs(publication or report.load_publication(conn)), synthetic)
+
+
+class SpreadsheetProcess:
+    """The spreadsheet being written by a second Python process (see start_spreadsheet)."""
+
+    def __init__(self, path: Path, inputs: tuple, synthetic: bool):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._inputs = self.path.with_name(f".{self.path.name}.{os.getpid()}.pickle")
+        self._inputs.write_bytes(pickle.dumps((self.path, *inputs, synthetic)))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.spreadsheet", str(self._inputs)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])})
+
+    def result(self) -> Path:
+        """Wait for the workbook; its path, or RuntimeError with the child's error."""
+        _, errors = self._process.communicate()
+        self._inputs.unlink(missing_ok=True)
+        if self._process.returncode != 0:
+            raise RuntimeError(f"writing {self.path.name} failed:\n{errors[-3000:]}")
+        return self.path
+
+
+def start_spreadsheet(publication, path: Path, *, synthetic: bool = True) -> SpreadsheetProcess:
+    """Write the spreadsheet in a second process while the caller renders the pages;
+    `.result()` waits for it.
+
+    gptables writes cell by cell in pure Python, nationally a third of the report's time, while
+    the other core stays idle. The child gets only the workbook's rows (a fraction of the
+    publication, through a pickle file beside the workbook) and no database connection. A plain
+    subprocess rather than multiprocessing: "fork" would copy DuckDB's and Dagster's threads,
+    and "spawn" re-runs the caller's main script, which an analyst's script may not guard."""
+    return SpreadsheetProcess(path, _workbook_inputs(publication), synthetic)
+
+
+def _workbook_inputs(pub) -> tuple[list[dict], dict[str, list[dict]], str]:
+    """What the workbook shows: the catalogue, each indicator's rows, the period covered."""
+    rows = {c["code"]: spreadsheet_rows(pub.by_indicator.get(c["code"], [])) for c in pub.catalogue}
+    return pub.catalogue, rows, report._latest_label(pub)
+
+
+def write_workbook(path: Path, catalogue: list[dict], rows_by_indicator: dict[str, list[dict]], period: str,
+                   synthetic: bool = True) -> Path:
+    """The gptables workbook of `spreadsheet_rows` per indicator (see build_spreadsheet)."""
     import gptables as gpt
 
-    pub = publication or report.load_publication(conn)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    period = report._latest_label(pub)
     source = ("Source: prison healthcare extracts" + (" (synthetic sample data)" if synthetic else "")
               + ", prisonhealth pipeline")
     sheets: dict[str, gpt.GPTable] = {}
     sheets["Indicators"] = gpt.GPTable(
-        table=definitions_table(pub.catalogue),
+        table=definitions_table(catalogue),
         table_name="indicator_definitions",
         title="Indicator definitions: the twelve priorities of the National Partnership Agreement",
         subtitles=["One row per indicator. [z] in the target column means the indicator has no target."],
@@ -159,8 +208,8 @@ def build_spreadsheet(conn: duckdb.DuckDBPyConnection, path: Path, *, publicatio
         index_columns={2: 0},
     )
     has_gap = False
-    for cat in pub.catalogue:
-        rows = spreadsheet_rows(pub.by_indicator.get(cat["code"], []))
+    for cat in catalogue:
+        rows = rows_by_indicator.get(cat["code"])
         if not rows:
             continue
         unit = cat.get("unit") or ""
@@ -232,3 +281,7 @@ def build_spreadsheet(conn: duckdb.DuckDBPyConnection, path: Path, *, publicatio
             auto_width=True,
         )
     return path
+
+
+if __name__ == "__main__":  # the second process of start_spreadsheet: python -m pipelines.spreadsheet <inputs>
+    write_workbook(*pickle.loads(Path(sys.argv[1]).read_bytes()))

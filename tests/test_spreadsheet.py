@@ -169,3 +169,30 @@ def test_areas_below_england_cover_the_latest_two_financial_years_and_england_it
         ("quarter", "2022-04-01", "region"), ("quarter", "2024-01-01", "region"),
         ("month", "2021-05-01", "england"),
     }
+
+
+def _cells(path) -> dict[str, list[tuple]]:
+    book = openpyxl.load_workbook(path)
+    return {name: list(book[name].iter_rows(values_only=True)) for name in book.sheetnames}
+
+
+def test_the_spreadsheet_written_by_a_second_process_equals_the_one_written_in_process(site, tmp_path):
+    from pipelines import report
+
+    pub = report.load_publication(site.conn)
+    pub.catalogue = [c for c in pub.catalogue if c["code"] in ("P01a", "P04a")]
+    running = spreadsheet.start_spreadsheet(pub, tmp_path / "second.xlsx")
+    inline = spreadsheet.build_spreadsheet(site.conn, tmp_path / "inline.xlsx", publication=pub)
+    assert running.result() == tmp_path / "second.xlsx"
+    assert _cells(tmp_path / "second.xlsx") == _cells(inline)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inline.xlsx", "second.xlsx"]  # no inputs left
+
+
+def test_a_spreadsheet_process_that_fails_raises_its_error(tmp_path):
+    from types import SimpleNamespace
+
+    broken = SimpleNamespace(catalogue=[{"code": "P01a"}], by_indicator={}, months=[])  # no priority, name...
+    running = spreadsheet.start_spreadsheet(broken, tmp_path / "x.xlsx")
+    with pytest.raises(RuntimeError, match="(?s)x.xlsx failed.*KeyError"):
+        running.result()
+    assert not (tmp_path / "x.xlsx").exists()
