@@ -240,9 +240,10 @@ def _roles(frame: pd.DataFrame) -> pd.DataFrame:
     """Per row: ``role`` ('numerator', 'denominator' (only), 'excluded', 'rows' or 'population') and
     whether the reason is in the numerator / denominator relation, read structurally from the
     indicator's reason over all prisons and months (what its label says)."""
-    totals = frame.groupby(["indicator_id", "unit_type", "reason"], dropna=False)[["numerator", "denominator"]].sum()
-    found = {}
-    for (code, unit_type, reason), row in totals.iterrows():
+    grouped = frame.groupby(["indicator_id", "unit_type", "reason"], dropna=False, sort=False)
+    totals = grouped[["numerator", "denominator"]].sum()  # groups in the order ngroup numbers them
+    found = []
+    for (_, unit_type, _), row in totals.iterrows():
         in_num, in_den = bool(row["numerator"] > 0), bool(row["denominator"] > 0)
         if unit_type == "population":
             role, in_num, in_den = "population", False, False
@@ -250,9 +251,11 @@ def _roles(frame: pd.DataFrame) -> pd.DataFrame:
             role, in_num, in_den = "rows", True, True  # each source adds to both sums, zero or not
         else:
             role = "numerator" if in_num else "denominator" if in_den else "excluded"
-        found[(code, unit_type, reason)] = (role, in_num, in_den)
-    keys = zip(frame["indicator_id"], frame["unit_type"], frame["reason"], strict=True)
-    return pd.DataFrame([found[k] for k in keys], index=frame.index, columns=["role", "_in_num", "_in_den"])
+        found.append((role, in_num, in_den))
+    roles = pd.DataFrame(found, columns=["role", "_in_num", "_in_den"])
+    # Each row takes its reason's roles by group number: a lookup per row was most of a refresh's
+    # time here, nationally millions of rows.
+    return roles.iloc[grouped.ngroup().to_numpy()].set_axis(frame.index)
 
 
 def _in_range(value: float, policy: DisclosurePolicy) -> bool:
