@@ -1250,16 +1250,16 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
         if (root / sub).exists():
             shutil.rmtree(root / sub)
     pub = publication or load_publication(conn)
+    if with_spreadsheet:  # written by a second process while this one does the rest
+        from pipelines import spreadsheet
+
+        workbook = spreadsheet.start_spreadsheet(pub, root / SPREADSHEET_NAME, synthetic=synthetic)
     behind = load_behind(conn, pub)
     written: list[Path] = []
     written += _copy_assets(root / "assets")
     data_paths = write_exports(conn, root / "data", [c["code"] for c in pub.catalogue])
     written += data_paths
     csv_sizes = {p.stem: p.stat().st_size for p in data_paths if p.parent.name == "indicators"}
-    if with_spreadsheet:  # written by a second process while this one renders the pages
-        from pipelines import spreadsheet
-
-        workbook = spreadsheet.start_spreadsheet(pub, root / SPREADSHEET_NAME, synthetic=synthetic)
 
     env = _environment()
     regions = sorted({p.get("region") for p in pub.prisons.values() if p.get("region")})
