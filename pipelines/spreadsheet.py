@@ -158,12 +158,13 @@ class SpreadsheetProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.spreadsheet", str(self._inputs)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])})
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                          os.environ.get("PYTHONPATH")]))})
 
     def result(self) -> Path:
         """Wait for the workbook; its path, or RuntimeError with the child's error."""
         _, errors = self._process.communicate()
-        self._inputs.unlink(missing_ok=True)
+        self._inputs.unlink(missing_ok=True)  # the child removes it once read, unless it failed first
         if self._process.returncode != 0:
             raise RuntimeError(f"writing {self.path.name} failed:\n{errors[-3000:]}")
         return self.path
@@ -173,8 +174,8 @@ def start_spreadsheet(publication, path: Path, *, synthetic: bool = True) -> Spr
     """Write the spreadsheet in a second process while the caller renders the pages;
     `.result()` waits for it.
 
-    gptables writes cell by cell in pure Python, nationally a third of the report's time, while
-    the other core stays idle. The child gets only the workbook's rows (a fraction of the
+    gptables writes cell by cell in pure Python, a large part of the report's time nationally,
+    while the other core stays idle. The child gets only the workbook's rows (a fraction of the
     publication, through a pickle file beside the workbook) and no database connection. A plain
     subprocess rather than multiprocessing: "fork" would copy DuckDB's and Dagster's threads,
     and "spawn" re-runs the caller's main script, which an analyst's script may not guard."""
@@ -284,4 +285,7 @@ def write_workbook(path: Path, catalogue: list[dict], rows_by_indicator: dict[st
 
 
 if __name__ == "__main__":  # the second process of start_spreadsheet: python -m pipelines.spreadsheet <inputs>
-    write_workbook(*pickle.loads(Path(sys.argv[1]).read_bytes()))
+    inputs = Path(sys.argv[1])
+    arguments = pickle.loads(inputs.read_bytes())
+    inputs.unlink()  # nothing is left beside the workbook even if the report stops before waiting
+    write_workbook(*arguments)
