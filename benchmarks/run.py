@@ -54,8 +54,8 @@ def child(code: str, *args: str) -> dict:
     done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
-    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")][-1]
-    return json.loads(line[6:])
+    line = [x for x in done.stdout.splitlines() if "RESULT" in x][-1]  # DuckDB's progress bar may precede it
+    return json.loads(line[line.index("RESULT") + 6:])
 
 
 def _tree_rss_kib(pid: int) -> int:
