@@ -35,12 +35,17 @@ def _replace(conn: duckdb.DuckDBPyConnection, table: str, frame, scope: str = "t
         conn.unregister("replacement_rows")
 
 
+def _periods_of(months: set[str] | None) -> set | None:
+    """The periods holding `months`; None (rebuild every period) when every month must be."""
+    return None if months is None else indicators.periods_holding(months)
+
+
 def update_indicator_values(conn: duckdb.DuckDBPyConnection, catalogue: dict[str, Indicator]) -> dict:
     """Rebuild the changed periods' values, funnels and gaps, and SPC; returns counts for the UI.
     The caller owns the transaction (the cursor moves in it)."""
     pending = changes.pending(conn, VALUES_CONSUMER)
     months = pending.months_or_all(changes.INDICATORS)
-    only = None if months is None else indicators.periods_holding(months)
+    only = _periods_of(months)
     rows = indicators.build_indicator_values(
         conn, only=only, fill_statistics=lambda frame: benchmarking.add_statistics(
             frame, catalogue, indicators.gap_components(conn, only)))
@@ -60,8 +65,7 @@ def update_indicator_values(conn: duckdb.DuckDBPyConnection, catalogue: dict[str
 def update_published_values(conn: duckdb.DuckDBPyConnection) -> dict:
     """Disclosure control of the periods `update_indicator_values` changed; returns counts."""
     pending = changes.pending(conn, PUBLISHED_CONSUMER)
-    months = pending.months_or_all(changes.INDICATOR_VALUES)
-    only = None if months is None else indicators.periods_holding(months)
+    only = _periods_of(pending.months_or_all(changes.INDICATOR_VALUES))
     values = indicators.indicator_values_frame(conn, only)
     prisons = conn.execute("SELECT prison_code, region, operator, function FROM conformed.prisons").df()
     _replace(conn, "published.indicator_values", benchmarking.published_values(values, prisons),

@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines import report
+from pipelines import report, settings
 
 COLUMNS = (
     "Period type", "Period", "Period start", "Period end", "Geography level", "Area code", "Area name",
@@ -56,7 +56,6 @@ NOTES = {
 COMPARISON_WORDS = {"better": "Better", "similar": "Similar", "worse": "Worse", "higher": "Higher",
                     "lower": "Lower", "not_compared": "Not compared"}
 ROUND_VALUE = 2
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AREA_YEARS = 2  # financial years of figures below England in the workbook
 
 
@@ -158,7 +157,7 @@ class SpreadsheetProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.spreadsheet", str(self._inputs)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.PROJECT_ROOT),
                                                                           os.environ.get("PYTHONPATH")]))})
 
     def result(self) -> Path:
