@@ -5,12 +5,19 @@ the pipeline runs. DuckDB allows one writer or many readers per file, so the
 pipeline never writes that file in place: it builds a new file beside it and
 `os.replace`s it. Open connections keep reading the old file (its inode lives on
 until they close it); new connections see the new one.
+
+A monthly refresh starts from a copy of the last published file, which nationally is
+gigabytes. The copy reads and writes the disk while the steps before this one compute on
+the CPU, so the publication starts it early (`copy_ahead`, in a background thread of the
+same process: the jobs use the in-process executor) and `publish` takes it up.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -204,12 +211,16 @@ def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    copied = _copied_ahead(target)
     operations.remove_stale_publish_files(target)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
+    temporary = _temporary(target)
+    incremental = pending is not None and not pending.everything and target.exists()
+    if not (incremental and copied):
+        temporary.unlink(missing_ok=True)
     how = "full"
-    if pending is not None and not pending.everything and target.exists():
-        shutil.copyfile(target, temporary)
+    if incremental:
+        if not copied:
+            shutil.copyfile(target, temporary)
         if _update_copy(conn, temporary, pending):
             how = "incremental"
         else:
@@ -221,6 +232,63 @@ def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str
         copy.execute("CHECKPOINT")
     os.replace(temporary, target)
     return how
+
+
+def _temporary(target: Path) -> Path:
+    """This process's working name for the next file (removed as stale once the process is gone)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+# target -> (copying thread, temporary file, the target's stamp when the copy began, errors)
+_AHEAD: dict[Path, tuple[threading.Thread, Path, tuple[int, int, int], list[BaseException]]] = {}
+
+
+def copy_ahead(conn: duckdb.DuckDBPyConnection, target: Path) -> bool:
+    """Start copying the last published file to the temporary name in a background thread, when
+    the next publication will start from it (something changed, and not everything). Returns
+    whether a copy started; `publish` in this process waits for it and uses it."""
+    target = Path(target).resolve()
+    if target in _AHEAD or not target.exists() or changes.pending(conn, CONSUMER).everything:
+        return False
+    operations.remove_stale_publish_files(target)
+    temporary = _temporary(target)
+    temporary.unlink(missing_ok=True)
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            shutil.copyfile(target, temporary)
+        except OSError as error:  # publish() then copies again, and reports what fails there
+            errors.append(error)
+
+    thread = threading.Thread(target=copy, name="analyst-database-copy", daemon=True)
+    _AHEAD[target] = (thread, temporary, _stamp(target), errors)
+    thread.start()
+    return True
+
+
+def _copied_ahead(target: Path) -> bool:
+    """Wait for this process's early copy of `target`; True when it finished and the target has
+    not been replaced since it began."""
+    ahead = _AHEAD.pop(target.resolve(), None)
+    if ahead is None:
+        return False
+    thread, temporary, stamp, errors = ahead
+    thread.join()
+    return not errors and temporary.exists() and target.exists() and _stamp(target) == stamp
+
+
+@atexit.register
+def _drop_unused_copies() -> None:
+    """A run that failed before publishing leaves its early copy: remove it with the process
+    (a copy still being written goes with the process too: its file is already unlinked)."""
+    for _, temporary, _, _ in _AHEAD.values():
+        temporary.unlink(missing_ok=True)
 
 
 def _copy_all(conn: duckdb.DuckDBPyConnection, temporary: Path) -> None:

@@ -236,26 +236,35 @@ def _protect(group: _Group) -> tuple[set[int], set[int], set[int], bool]:
 # Disclosure control of the counts
 
 
-def _roles(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per row: ``role`` ('numerator', 'denominator' (only), 'excluded', 'rows' or 'population') and
-    whether the reason is in the numerator / denominator relation, read structurally from the
-    indicator's reason over all prisons and months (what its label says)."""
-    grouped = frame.groupby(["indicator_id", "unit_type", "reason"], dropna=False, sort=False)
-    totals = grouped[["numerator", "denominator"]].sum()  # groups in the order ngroup numbers them
-    found = []
-    for (_, unit_type, _), row in totals.iterrows():
-        in_num, in_den = bool(row["numerator"] > 0), bool(row["denominator"] > 0)
-        if unit_type == "population":
-            role, in_num, in_den = "population", False, False
-        elif unit_type == "rows":
-            role, in_num, in_den = "rows", True, True  # each source adds to both sums, zero or not
-        else:
-            role = "numerator" if in_num else "denominator" if in_den else "excluded"
-        found.append((role, in_num, in_den))
-    roles = pd.DataFrame(found, columns=["role", "_in_num", "_in_den"])
-    # Each row takes its reason's roles by group number: a lookup per row was most of a refresh's
-    # time here, nationally millions of rows.
-    return roles.iloc[grouped.ngroup().to_numpy()].set_axis(frame.index)
+def reason_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per indicator, unit type and reason over every row of ``frame``: the sums of
+    numerator and denominator, and ``first_seen``, the first month and prison (as
+    'YYYY-MM-DD' + prison code) where the reason has a prison (null when it never has one).
+    :data:`REASON_SUMMARY_SQL` gives the same from the cache without reading every month."""
+    keys = ["indicator_id", "unit_type", "reason"]
+    sums = frame.groupby(keys, dropna=False, sort=False)[["numerator", "denominator"]].sum().reset_index()
+    seen = frame[frame["prison_code"].notna()]
+    first = (pd.to_datetime(seen["month"]).dt.strftime("%Y-%m-%d") + seen["prison_code"]).groupby(
+        [seen[k] for k in keys], dropna=False).min().rename("first_seen").reset_index()
+    return sums.merge(first, on=keys, how="left")
+
+
+REASON_SUMMARY_SQL = """
+SELECT indicator_id, unit_type, reason, sum(numerator) AS numerator, sum(denominator) AS denominator,
+       min(strftime(month, '%Y-%m-%d') || prison_code) AS first_seen
+FROM pipeline.reason_counts GROUP BY ALL"""
+
+
+def _roles(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` (:func:`reason_summary`) with each reason's ``role`` ('numerator', 'denominator'
+    (only), 'excluded', 'rows' or 'population') and whether it is in the numerator / denominator
+    relation, read structurally from its sums over all prisons and months (what its label says)."""
+    in_num, in_den = summary["numerator"] > 0, summary["denominator"] > 0
+    role = np.where(in_num, "numerator", np.where(in_den, "denominator", "excluded"))
+    rows, population = summary["unit_type"] == "rows", summary["unit_type"] == "population"
+    return summary.assign(  # a source adds to both sums, zero or not; a population to neither
+        role=np.where(population, "population", np.where(rows, "rows", role)),
+        _in_num=(in_num | rows) & ~population, _in_den=(in_den | rows) & ~population)
 
 
 def _in_range(value: float, policy: DisclosurePolicy) -> bool:
@@ -329,7 +338,8 @@ def _publish_group(rows: list[dict], policy: DisclosurePolicy) -> list[dict]:
 
 
 def publishable_reason_counts(frame: pd.DataFrame, policy: DisclosurePolicy = DisclosurePolicy(), *,
-                              published: pd.DataFrame | None = None, months: set | None = None) -> pd.DataFrame:
+                              published: pd.DataFrame | None = None, months: set | None = None,
+                              summary: pd.DataFrame | None = None) -> pd.DataFrame:
     """Disclosure-controlled counts by reason (see the module docstring for the rule).
 
     ``frame`` is :func:`reason_counts`' result. ``published`` holds the published monthly prison
@@ -351,15 +361,19 @@ def publishable_reason_counts(frame: pd.DataFrame, policy: DisclosurePolicy = Di
       ``recoverable_from_figure`` (the published figure alone fixes the count).
 
     With ``months`` (dates), only those months' prison-months are protected and returned; the
-    roles of the reasons and the list of an indicator's reasons still come from every month in
-    ``frame``, so a month's result is the same as in a run over every month.
+    roles of the reasons and the list of an indicator's reasons still come from every month:
+    from ``summary`` (:func:`reason_summary` of every month) when given, so that ``frame`` need
+    hold only those months, else from ``frame``. A month's result is the same as in a run over
+    every month.
     """
     data = frame[frame["prison_code"].notna()].copy()
     if data.empty:
         return _empty_publishable()
     data["month"] = pd.to_datetime(data["month"]).dt.date
-    data[["role", "_in_num", "_in_den"]] = _roles(frame).loc[data.index]
-    data["_order"] = data["role"].map(ROLE_ORDER)
+    keys = ["indicator_id", "unit_type", "reason"]
+    roles = _roles(reason_summary(frame) if summary is None else summary)
+    roles["_order"] = roles["role"].map(ROLE_ORDER)
+    data = data.merge(roles[[*keys, "role", "_in_num", "_in_den", "_order"]], on=keys, how="left")
     data = data.sort_values(["indicator_id", "month", "prison_code", "_order", "reason"], kind="stable")
 
     if published is not None:
@@ -371,10 +385,12 @@ def publishable_reason_counts(frame: pd.DataFrame, policy: DisclosurePolicy = Di
         status = {key: _in_range(float(n), policy) for key, n in totals.items()}
 
     vocabulary: dict[str, dict[tuple, dict]] = {}  # indicator -> (unit_type, reason) -> a zero row
-    reasons = data[data["role"] != "population"].drop_duplicates(["indicator_id", "unit_type", "reason"])
-    for r in reasons.to_dict("records"):  # the first row of each reason, in display order
+    reasons = roles[roles["first_seen"].notna() & (roles["role"] != "population")]
+    for r in reasons.sort_values(["indicator_id", "first_seen", "_order", "reason"], kind="stable").to_dict(
+            "records"):  # in the order of each reason's first row in display order
         vocabulary.setdefault(r["indicator_id"], {})[(r["unit_type"], r["reason"])] = {
-            **r, "units": 0, "numerator": 0, "denominator": 0.0}
+            **{c: r[c] for c in (*keys, "role", "_in_num", "_in_den", "_order")},
+            "units": 0, "numerator": 0, "denominator": 0.0}
     if months is not None:
         data = data[data["month"].isin(set(months))]
     groups: dict[tuple, list[dict]] = {}
@@ -451,11 +467,14 @@ def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy 
         conn.execute(f"DELETE FROM pipeline.reason_counts WHERE {scope}")
         if members_available(conn):
             conn.execute(f"INSERT INTO pipeline.reason_counts {REASON_COUNTS_SQL.format(scope=scope)}")
-        counts = _typed_counts(conn.execute(f"SELECT * FROM pipeline.reason_counts ORDER BY {_COUNT_ORDER}").df())
+        # Only the changed months are read; the reasons' roles come from a summary of every month.
+        counts = _typed_counts(conn.execute(
+            f"SELECT * FROM pipeline.reason_counts WHERE {scope} ORDER BY {_COUNT_ORDER}").df())
+        summary = conn.execute(REASON_SUMMARY_SQL).df()
         published = published_prison_months(conn)
         if dates is not None:
             published = published[published["month"].isin(dates)]
-        shown = (publishable_reason_counts(counts, policy, published=published, months=dates)
+        shown = (publishable_reason_counts(counts, policy, published=published, months=dates, summary=summary)
                  if len(counts) else _empty_publishable())
         conn.execute(f"DELETE FROM pipeline.breakdowns WHERE {scope}")
         if len(shown):
@@ -471,14 +490,16 @@ def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy 
 _COUNT_ORDER = "indicator_id, month, prison_code NULLS LAST, unit_type, reason"
 
 
-def cached_breakdowns(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, set[str]] | None:
-    """The cached publishable counts and the indicators with member rows, when the cache is up to
-    date (:func:`update_breakdowns` has taken every change); None otherwise."""
+def cached_breakdowns(conn: duckdb.DuckDBPyConnection, since=None) -> tuple[pd.DataFrame, set[str]] | None:
+    """The cached publishable counts (of the months from `since`, a date, when given) and the
+    indicators with member rows, when the cache is up to date (:func:`update_breakdowns` has
+    taken every change); None otherwise."""
     (present,) = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'pipeline' "
                               "AND table_name IN ('breakdowns', 'reason_counts', 'cursors', 'changes')").fetchone()
     if present < 4 or not changes.pending(conn, CONSUMER).nothing:
         return None
-    shown = conn.execute(f"SELECT * FROM pipeline.breakdowns ORDER BY {_DISPLAY_ORDER}").df()
+    shown = conn.execute(f"SELECT * FROM pipeline.breakdowns WHERE month >= coalesce(?, month) "
+                         f"ORDER BY {_DISPLAY_ORDER}", [since]).df()
     shown["month"] = pd.to_datetime(shown["month"]).dt.date
     codes = {c for (c,) in conn.execute("SELECT DISTINCT indicator_id FROM pipeline.reason_counts").fetchall()}
     return shown, codes

@@ -20,7 +20,9 @@ Only disclosure-controlled figures are read: `published.indicator_values` (never
 (`indicators.spc`), funnel limits (`indicators.funnel_limits`), the catalogue, the prisons and
 `quality.summary` counts complete the pages. The counts by reason behind each monthly prison
 figure come from `indicators.members` through `pipelines.drilldown` (disclosure-controlled there;
-the section is left out when the table is missing). The site works offline from file:// (no CDN).
+the section is left out when the table is missing), for the latest BEHIND_MONTHS months: every
+month would make each page, and each refresh, grow with the years kept (the analysts' database
+keeps every month's members). The site works offline from file:// (no CDN).
 
 The pages are rendered from the Jinja2 templates in `reports/` at the project root.
 """
@@ -882,6 +884,16 @@ BEHIND_MONTHS_NOTE = {
 }
 
 
+BEHIND_MONTHS = 24  # months of counts by reason embedded in each indicator page
+
+
+def behind_months(pub: Publication, code: str) -> list[dt.date]:
+    """The months whose counts by reason an indicator's page shows: its latest BEHIND_MONTHS
+    months with published prison figures."""
+    return sorted({r["period_start"] for r in pub.rows_for(code, period_type="month", level="prison")})[
+        -BEHIND_MONTHS:]
+
+
 @dataclass
 class Behind:
     """Disclosure-controlled counts by reason, read once: indicator -> (prison, month) -> rows."""
@@ -895,10 +907,11 @@ def load_behind(conn: duckdb.DuckDBPyConnection, pub: Publication,
     """The publishable counts by reason (None when the warehouse has no `indicators.members`).
 
     A prison-month is explained only when its figure is published and not suppressed in the
-    rows the pages show (`pub.rows`)."""
+    rows the pages show (`pub.rows`). Only the months the pages show are read (`behind_months`)."""
     if not drilldown.members_available(conn):
         return None
-    cached = drilldown.cached_breakdowns(conn) if policy == DisclosurePolicy() else None
+    since = min((m for c in pub.by_code for m in behind_months(pub, c)[:1]), default=dt.date.min)
+    cached = drilldown.cached_breakdowns(conn, since=since) if policy == DisclosurePolicy() else None
     if cached is not None:  # the pipeline keeps them up to date month by month
         shown, codes = cached
     else:
@@ -906,9 +919,10 @@ def load_behind(conn: duckdb.DuckDBPyConnection, pub: Publication,
         published = pd.DataFrame(
             [{"indicator_id": r["indicator_id"], "month": r["period_start"], "prison_code": r["area_code"],
               "suppressed": r["suppressed"]} for r in pub.rows
-             if r["level"] == "prison" and r["period_type"] == "month"],
+             if r["level"] == "prison" and r["period_type"] == "month" and r["period_start"] >= since],
             columns=["indicator_id", "month", "prison_code", "suppressed"])
-        shown = drilldown.publishable_reason_counts(counts, policy, published=published)
+        shown = drilldown.publishable_reason_counts(counts, policy, published=published,
+                                                    months=set(published["month"]))
         codes = set(counts["indicator_id"].dropna())
     rows: dict[str, dict[tuple[str, dt.date], list[dict]]] = defaultdict(lambda: defaultdict(list))
     # Plain Python values column by column (NaN and NA become None), then zipped into records:
@@ -964,7 +978,8 @@ def _behind_context(pub: Publication, cat: dict, behind: Behind | None) -> dict 
                  for r in pub.rows_for(code, period_type="month", level="prison")}
     if not published:
         return None
-    months = sorted({m for _, m in published})
+    months = behind_months(pub, code)
+    published = {key: row for key, row in published.items() if key[1] >= months[0]}
     prisons = sorted({p for p, _ in published}, key=lambda c: (pub.area_name("prison", c).lower(), c))
     by_cell = behind.rows.get(code, {})
     vocabulary: dict[tuple[str, str], str] = {}  # (role, reason) -> label, display order
@@ -1305,7 +1320,8 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
             "name": region["name"], "info": {}, "page_id": "areas", "parent": None,
             "members": [{**p, "href": "../" + p["href"]} for p in region["prisons"]],
         }))
-    pages.append(("methodology.html", "methodology.html.j2", {"page_id": "methodology"}))
+    pages.append(("methodology.html", "methodology.html.j2",
+                  {"page_id": "methodology", "behind_months": BEHIND_MONTHS}))
     pages.append(("data-quality.html", "data_quality.html.j2", {**_quality_context(pub), "page_id": "quality"}))
 
     def render(rel: str, template: str, ctx: dict) -> None:

@@ -373,3 +373,38 @@ def test_recovery_through_the_total_is_blocked_in_the_fixture(counts, shown):
             if len(rest) == 1:  # the only other reason: fixed by the figure itself
                 assert rest["recoverable_from_figure"].all()
     assert singles > 5
+
+
+def test_one_month_with_the_summary_of_every_month_equals_the_run_over_every_month(warehouse, counts):
+    """The refresh protects only its changed months, reading just those months' counts and a summary
+    of every month (the reasons' roles and the indicator's list of reasons). A reason missing from
+    a month must still come from the other months: here one is taken out of the first month."""
+    months = sorted(set(counts["month"]))
+    assert len(months) > 1
+    taken = counts[(counts["month"] == months[0]) & (counts["unit_type"] == "reception")].iloc[0]
+    frame = counts[~((counts["month"] == months[0]) & (counts["indicator_id"] == taken["indicator_id"])
+                     & (counts["reason"] == taken["reason"]))].reset_index(drop=True)
+    published = drilldown.published_prison_months(warehouse)
+    everything = drilldown.publishable_reason_counts(frame, published=published)
+    summary = drilldown.reason_summary(frame)
+    for month in months:
+        one = frame[frame["month"] == month].reset_index(drop=True)
+        got = drilldown.publishable_reason_counts(one, published=published, months={month}, summary=summary)
+        pd.testing.assert_frame_equal(got, everything[everything["month"] == month].reset_index(drop=True))
+        without_summary = drilldown.publishable_reason_counts(one, published=published, months={month})
+        if month == months[0]:  # alone, the month does not know the reason it lacks: no [c] complements of it
+            assert len(without_summary) < len(got)
+
+
+def test_the_reason_summary_in_sql_equals_the_one_in_pandas(warehouse, counts):
+    warehouse.execute("CREATE SCHEMA IF NOT EXISTS pipeline")
+    warehouse.register("_counts", counts)
+    warehouse.execute("CREATE OR REPLACE TABLE pipeline.reason_counts AS SELECT * FROM _counts")
+    keys = ["indicator_id", "unit_type", "reason"]
+    sql = warehouse.execute(drilldown.REASON_SUMMARY_SQL).df().sort_values(keys, ignore_index=True)
+    pandas = drilldown.reason_summary(counts).sort_values(keys, ignore_index=True)
+    assert len(sql) == len(pandas) > 0
+    assert sql["first_seen"].tolist() == pandas["first_seen"].tolist()
+    assert (sql["numerator"] > 0).tolist() == (pandas["numerator"] > 0).tolist()
+    assert (sql["denominator"] > 0).tolist() == (pandas["denominator"] > 0).tolist()
+    warehouse.execute("DROP TABLE pipeline.reason_counts")

@@ -603,6 +603,57 @@ def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_ful
     conn.close()
 
 
+def test_the_copy_started_ahead_is_used_only_while_the_published_file_is_unchanged(clean_refresh, tmp_path):
+    import os
+    import shutil
+
+    import duckdb
+
+    from pipelines import analyst_database, changes
+    from pipelines.resources import transaction
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
+    published, from_scratch = tmp_path / "analyst.duckdb", tmp_path / "from-scratch.duckdb"
+    conn = duckdb.connect(str(warehouse))
+
+    def publish_as_the_pipeline_does() -> str:
+        pending = changes.pending(conn, analyst_database.CONSUMER)
+        how = analyst_database.publish(conn, published, pending=pending)
+        with transaction(conn):
+            changes.advance(conn, analyst_database.CONSUMER, pending.upto)
+        return how
+
+    def revise_smoking() -> None:
+        with transaction(conn):
+            conn.execute("DELETE FROM conformed.smoking WHERE smoking_event_id = (SELECT min(smoking_event_id) "
+                         "FROM conformed.smoking WHERE source_month = '2024-03')")
+            changes.record(conn, "smoking", ["2024-03"])
+
+    assert not analyst_database.copy_ahead(conn, published)  # nothing published yet: nothing to copy
+    assert publish_as_the_pipeline_does() == "full"
+    revise_smoking()
+    assert analyst_database.copy_ahead(conn, published)
+    temporary = published.with_name(f".{published.name}.{os.getpid()}.tmp")
+    assert publish_as_the_pipeline_does() == "incremental"
+    assert not temporary.exists()
+    analyst_database.publish(conn, from_scratch)
+    assert _table_differences(conn, published, from_scratch) == {}
+
+    revise_smoking()
+    assert analyst_database.copy_ahead(conn, published)
+    assert not analyst_database.copy_ahead(conn, published)  # one copy at a time
+    analyst_database._AHEAD[published.resolve()][0].join()
+    with duckdb.connect(str(temporary)) as stale:  # a copy of an older file: a month it was not told of differs
+        stale.execute("DELETE FROM conformed.bbv_testing WHERE source_month = '2024-01'")
+    shutil.copyfile(published, tmp_path / "replacement")
+    os.replace(tmp_path / "replacement", published)  # published again by someone else meanwhile
+    assert publish_as_the_pipeline_does() == "incremental"  # from a new copy: the stale one would fail its check
+    analyst_database.publish(conn, from_scratch)
+    assert _table_differences(conn, published, from_scratch) == {}
+    conn.close()
+
+
 PUBLICATION_TABLES = ("indicators.indicator_values", "indicators.gap_components", "indicators.funnel_limits",
                       "indicators.spc", "published.indicator_values")
 

@@ -742,3 +742,21 @@ def test_keyboard_skip_link_and_sorting(site, chromium_context):
         assert "sorted by Value" in page.locator("section[aria-labelledby=prisons] .sort-status").text_content()
     finally:
         page.close()
+
+
+def test_behind_the_figure_embeds_only_the_latest_months(site, monkeypatch):
+    """Each page embeds the latest BEHIND_MONTHS months of counts by reason (so pages and refreshes do
+    not grow with the years kept), and only those months are read from the cache."""
+    pub = report.load_publication(site.conn)
+    months = sorted({r["period_start"] for r in pub.rows_for("P12b", period_type="month", level="prison")})
+    full = report._behind_context(pub, pub.by_code["P12b"], report.load_behind(site.conn, pub))
+    assert len(months) > 2 and [m["value"] for m in full["months"]] == [m.isoformat() for m in months]
+    monkeypatch.setattr(report, "BEHIND_MONTHS", 2)
+    behind = report.load_behind(site.conn, pub)
+    assert {m for cells in behind.rows.values() for _, m in cells} <= set(months[-2:])
+    windowed = report._behind_context(pub, pub.by_code["P12b"], behind)
+    assert [m["value"] for m in windowed["months"]] == [m.isoformat() for m in months[-2:]]
+    data, all_data = json.loads(str(windowed["payload"])), json.loads(str(full["payload"]))
+    assert data["prisons"] == all_data["prisons"]
+    assert [row[-2:] for row in all_data["cells"]] == data["cells"]  # the same cells for the months kept
+    assert windowed["table"] == full["table"]
