@@ -5,7 +5,7 @@ the analysts' database and the report. Unpartitioned: each takes what changed si
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
-from pipelines import action_lists, analyst_database, changes, drilldown, publication, report
+from pipelines import action_lists, analyst_database, changes, drilldown, publication, report, spreadsheet
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
@@ -108,10 +108,13 @@ def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings
 def published_report(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
                      warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
+        # The spreadsheet, the slowest part, is written by a second process from before anything else.
+        workbook = spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), settings.out_path
+                                                 / report.SITE_DIR / report.SPREADSHEET_NAME)
         with transaction(conn):
             breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
         publication = report.load_publication(conn)  # read once: the national tables are large
-        summary = report.build_report(conn, settings.out_path, publication=publication)
+        summary = report.build_report(conn, settings.out_path, publication=publication, workbook=workbook)
         headline = report.headline_table_markdown(conn, publication)
     return dg.MaterializeResult(metadata={
         **summary.metadata(),

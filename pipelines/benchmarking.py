@@ -129,17 +129,16 @@ def spc_charts(values: pd.DataFrame, catalogue: dict[str, Indicator]) -> pd.Data
         code, level, area = keys[start]
         indicator = catalogue[code]
         direction = SPC_DIRECTIONS[indicator.polarity]
-        chart = spc.xmr_chart(series, improvement_direction=direction)
+        chart = spc.xmr_columns(series, improvement_direction=direction)
         n = end - start
         for column, part in (
             ("indicator_id", [code] * n), ("level", [level] * n), ("area_code", [area] * n),
-            ("month", months[start:end]), ("value", chart["value"].to_numpy()), ("mean", chart["mean"].to_numpy()),
-            ("lower_process_limit", chart["lpl"].to_numpy()), ("upper_process_limit", chart["upl"].to_numpy()),
-            ("special_cause", chart["special_cause_flag"].fillna(False).astype(bool).to_numpy()),
-            ("variation", chart["variation"].to_numpy()), ("rules", chart["special_cause_type"].to_numpy()),
+            ("month", months[start:end]), ("value", chart["value"]), ("mean", chart["mean"]),
+            ("lower_process_limit", chart["lpl"]), ("upper_process_limit", chart["upl"]),
+            ("special_cause", chart["special_cause_flag"]),
+            ("variation", chart["variation"]), ("rules", chart["special_cause_type"]),
             ("target", np.full(n, np.nan if indicator.target is None else indicator.target)),
-            ("assurance", [spc.assurance(chart["lpl"].iloc[0], chart["upl"].iloc[0], indicator.target,
-                                         direction)] * n),
+            ("assurance", [spc.assurance(chart["lpl"][0], chart["upl"][0], indicator.target, direction)] * n),
         ):
             parts[column].append(part)
     if not parts["month"]:

@@ -50,6 +50,7 @@ from pipelines.disclosure import DisclosurePolicy
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "reports"
 SITE_DIR = "report"
+BEHIND_MONTHS = 24  # months of counts by reason embedded in each indicator page
 SPREADSHEET_NAME = "prison-health-indicators.xlsx"
 TITLE = "Prison health indicators"
 SUBTITLE = "National Partnership Agreement for prison healthcare in England: the twelve priorities"
@@ -219,10 +220,10 @@ class Publication:
     """Everything the public outputs show, read once from the warehouse."""
 
     catalogue: list[dict]
-    rows: list[dict]  # published.indicator_values
+    rows: list[dict]  # published.indicator_values: England's every period, other areas' recent ones
     prisons: dict[str, dict]
     spc: dict[str, list[dict]]  # indicator -> England SPC points in month order
-    funnel: dict[tuple[str, str, dt.date], list[dict]]  # (indicator, period_type, start) -> limits by x
+    funnel: dict[tuple[str, str, dt.date], list[dict]]  # (indicator, 'quarter', latest start) -> limits by x
     quality: list[dict]
 
     def __post_init__(self) -> None:
@@ -279,7 +280,7 @@ class Publication:
         return code
 
 
-def _catalogue(conn: duckdb.DuckDBPyConnection, codes: Iterable[str]) -> list[dict]:
+def catalogue_of(conn: duckdb.DuckDBPyConnection, codes: Iterable[str]) -> list[dict]:
     codes = sorted(set(codes))
     if _table_exists(conn, "indicators.catalogue"):
         rows = _records(conn, "SELECT * FROM indicators.catalogue ORDER BY priority, code")
@@ -300,13 +301,14 @@ def _catalogue(conn: duckdb.DuckDBPyConnection, codes: Iterable[str]) -> list[di
     return rows
 
 
-def load_publication(conn: duckdb.DuckDBPyConnection) -> Publication:
-    """Read the published tables (only disclosure-controlled figures) and their companions."""
+def published_rows(conn: duckdb.DuckDBPyConnection, where: str = "true") -> list[dict]:
+    """The rows of `published.indicator_values` that satisfy the SQL condition `where` (aliased
+    `v`), as the pages show them: a suppressed row's figures are None whatever the table holds."""
     if not _table_exists(conn, "published.indicator_values"):
         raise LookupError("published.indicator_values does not exist: run the publication step first")
     present = _columns(conn, "published.indicator_values")
     select = ", ".join(c if c in present else f"NULL AS {c}" for c in VALUE_COLUMNS)
-    rows = _records(conn, f"SELECT {select} FROM published.indicator_values "
+    rows = _records(conn, f"SELECT {select} FROM published.indicator_values AS v WHERE {where} "
                           "ORDER BY indicator_id, period_type, period_start, level, area_code")
     for r in rows:
         r["period_start"] = _as_date(r["period_start"])
@@ -319,7 +321,22 @@ def load_publication(conn: duckdb.DuckDBPyConnection) -> Publication:
             r["comparison"] = None
         if r["numerator"] is not None:
             r["numerator"] = int(r["numerator"])
-    catalogue = _catalogue(conn, {r["indicator_id"] for r in rows})
+    return rows
+
+
+def load_publication(conn: duckdb.DuckDBPyConnection) -> Publication:
+    """Read the published tables (only disclosure-controlled figures) and their companions.
+
+    The pages show England's whole series but other areas only in the latest periods and in the
+    latest BEHIND_MONTHS months ("Behind the figure"), so below England only the periods that
+    start in an indicator's latest BEHIND_MONTHS months (at least twelve) are read: with ten years
+    kept, reading every prison's every period took most of this. Every row is in the CSV and
+    Parquet files, written straight from the table."""
+    months = max(BEHIND_MONTHS, 12)  # twelve months hold the latest quarter and financial year
+    rows = published_rows(conn, f"""v.level = 'england' OR v.period_start >= (
+        SELECT max(w.period_start) FROM published.indicator_values AS w
+        WHERE w.indicator_id = v.indicator_id AND w.period_type = 'month') - INTERVAL {months - 1} MONTH""")
+    catalogue = catalogue_of(conn, {r["indicator_id"] for r in rows})
 
     prisons: dict[str, dict] = {}
     if _table_exists(conn, "conformed.prisons"):
@@ -339,8 +356,12 @@ def load_publication(conn: duckdb.DuckDBPyConnection) -> Publication:
 
     funnel: dict[tuple[str, str, dt.date], list[dict]] = defaultdict(list)
     if _table_exists(conn, "indicators.funnel_limits"):
-        for f in _records(conn, "SELECT * FROM indicators.funnel_limits "
-                                "ORDER BY indicator_id, period_type, period_start, denominator"):
+        for f in _records(conn, """
+                SELECT * FROM indicators.funnel_limits AS f
+                WHERE f.period_type = 'quarter' AND f.period_start = (  -- the pages plot the latest quarter
+                    SELECT max(q.period_start) FROM published.indicator_values AS q
+                    WHERE q.indicator_id = f.indicator_id AND q.period_type = 'quarter')
+                ORDER BY indicator_id, period_type, period_start, denominator"""):
             funnel[(f["indicator_id"], f["period_type"], _as_date(f["period_start"]))].append(f)
 
     quality: list[dict] = []
@@ -884,9 +905,6 @@ BEHIND_MONTHS_NOTE = {
 }
 
 
-BEHIND_MONTHS = 24  # months of counts by reason embedded in each indicator page
-
-
 def behind_months(pub: Publication, code: str) -> list[dt.date]:
     """The months whose counts by reason an indicator's page shows: its latest BEHIND_MONTHS
     months with published prison figures."""
@@ -1249,14 +1267,15 @@ def _latest_label(pub: Publication) -> str:
 
 
 def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreadsheet: bool = True,
-                 synthetic: bool = True, publication: Publication | None = None) -> ReportSummary:
+                 synthetic: bool = True, publication: Publication | None = None, workbook=None) -> ReportSummary:
     """Write the static report site to `<out_dir>/report/` and return what was written.
 
     `out_dir` is the pipeline's output directory (the one holding warehouse.duckdb). With
     `with_spreadsheet` (the default) the accessible spreadsheet is written beside the pages
     too; pass False when it is materialised separately with `spreadsheet.build_spreadsheet`.
     `synthetic` adds the banner (and cover note) saying the figures are made-up sample data.
-    `publication` saves reading the published tables again when the caller already has them.
+    `publication` saves reading the published tables again when the caller already has them;
+    `workbook` is the spreadsheet already started by the caller (`spreadsheet.start_spreadsheet`).
     """
     out_dir = Path(out_dir)
     root = out_dir / SITE_DIR
@@ -1265,10 +1284,11 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
         if (root / sub).exists():
             shutil.rmtree(root / sub)
     pub = publication or load_publication(conn)
-    if with_spreadsheet:  # written by a second process while this one does the rest
+    if with_spreadsheet and workbook is None:  # written by a second process while this one does the rest
         from pipelines import spreadsheet
 
-        workbook = spreadsheet.start_spreadsheet(pub, root / SPREADSHEET_NAME, synthetic=synthetic)
+        workbook = spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), root / SPREADSHEET_NAME,
+                                                 synthetic=synthetic)
     behind = load_behind(conn, pub)
     written: list[Path] = []
     written += _copy_assets(root / "assets")
@@ -1334,14 +1354,14 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
 
     for page in pages:
         render(*page)
-    if with_spreadsheet:
+    if workbook is not None:
         written.append(workbook.result())
     downloads = [{"name": p.name, "href": str(p.relative_to(root)).replace("\\", "/"), "size": _size(p.stat().st_size),
                   "code": p.stem} for p in data_paths if p.parent.name == "indicators"]
     render("downloads.html", "downloads.html.j2", {  # last: it gives the spreadsheet's size
         "page_id": "downloads", "indicator_files": downloads,
         "sizes": {p.name: _size(p.stat().st_size) for p in [*written, root / SPREADSHEET_NAME] if p.exists()},
-        "spreadsheet": with_spreadsheet or (root / SPREADSHEET_NAME).exists(),
+        "spreadsheet": workbook is not None or (root / SPREADSHEET_NAME).exists(),
     })
     total = sum(p.stat().st_size for p in written if p.exists())
     return ReportSummary(root=root, paths=written, pages=len(pages) + 1, bytes=total)

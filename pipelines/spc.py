@@ -83,6 +83,7 @@ __all__ = [
     "two_in_three",
     "variation",
     "xmr_chart",
+    "xmr_columns",
     "xmr_limits",
 ]
 
@@ -247,19 +248,31 @@ def variation(special_cause: Sequence[str] | np.ndarray, improvement_direction: 
     """
     direction = _direction(improvement_direction)
     types = np.asarray(special_cause, dtype=object)
-    out = np.full(types.shape, "common_cause", dtype=object)
-    for i, t in enumerate(types):
+
+    def of(t: str | None) -> str | None:
         if t is None:
-            out[i] = None
-            continue
-        v = 1 if ("Above" in t or "Increasing" in t) else -1 if ("Below" in t or "Decreasing" in t) else 0
+            return None
+        v = _signal(t)
         if v == 0:
-            continue
+            return "common_cause"
         if direction == 0:
-            out[i] = "special_cause_neither"
-        else:
-            out[i] = "special_cause_improvement" if v * direction > 0 else "special_cause_concern"
-    return out
+            return "special_cause_neither"
+        return "special_cause_improvement" if v * direction > 0 else "special_cause_concern"
+
+    return _each_distinct(types, of)
+
+
+def _signal(special_cause: str) -> int:
+    """+1 for a signal above the mean or rising, -1 below or falling, 0 for common cause."""
+    if "Above" in special_cause or "Increasing" in special_cause:
+        return 1
+    return -1 if ("Below" in special_cause or "Decreasing" in special_cause) else 0
+
+
+def _each_distinct(values: np.ndarray, function) -> np.ndarray:
+    """function of each value, called once per distinct value (a chart has a handful of types)."""
+    results = {value: function(value) for value in set(values.tolist())}
+    return np.array([results[value] for value in values.tolist()], dtype=object).reshape(values.shape)
 
 
 # --------------------------------------------------------------------------- chart
@@ -278,8 +291,22 @@ def xmr_chart(
     Missing values are skipped (see module docstring); with fewer than 2 values the
     limits are NaN and every point is ``common_cause``.
     """
+    return pd.DataFrame(xmr_columns(values, improvement_direction, fix_after_n_points, screen_outliers))
+
+
+def xmr_columns(
+    values: Sequence[float | None] | np.ndarray | pd.Series,
+    improvement_direction: str = "increase",
+    fix_after_n_points: int | None = None,
+    screen_outliers: bool = True,
+) -> dict[str, np.ndarray]:
+    """The columns of :func:`xmr_chart` as numpy arrays: the publication charts every prison's
+    series of every indicator, thousands of them, and a DataFrame each was most of that time."""
     _direction(improvement_direction)
-    raw = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(dtype=float)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        raw = values.astype(float)
+    else:
+        raw = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(dtype=float)
     present = np.isfinite(raw)
     y = raw[present]
     limits = xmr_limits(y, fix_after_n_points, screen_outliers)
@@ -293,10 +320,7 @@ def xmr_chart(
     else:
         types = np.full(y.size, "Common Cause", dtype=object)
     var = variation(types, improvement_direction)
-    side = np.array(
-        [None if t == "Common Cause" else ("high" if ("Above" in t or "Increasing" in t) else "low") for t in types],
-        dtype=object,
-    )
+    side = _each_distinct(types, lambda t: None if t == "Common Cause" else ("high" if _signal(t) > 0 else "low"))
 
     n = raw.size
 
@@ -305,23 +329,20 @@ def xmr_chart(
         full[present] = part
         return full
 
-    # One constructor call: a chart is built per prison and indicator, thousands per publication.
-    return pd.DataFrame(
-        {
-            "value": raw,
-            "mean": np.full(n, limits["mean"]),
-            "mean_moving_range": np.full(n, limits["mean_moving_range"]),
-            "lpl": np.full(n, limits["lpl"]),
-            "upl": np.full(n, limits["upl"]),
-            "outside_limits": spread(outside, False, bool),
-            "relative_to_mean": spread(rtm, np.nan, float),
-            "close_to_limits": spread(close, False, bool),
-            "special_cause_type": spread(types, None, object),
-            "special_cause_flag": spread(types != "Common Cause", False, bool),
-            "variation": spread(var, None, object),
-            "signal_side": spread(side, None, object),
-        }
-    )
+    return {
+        "value": raw,
+        "mean": np.full(n, limits["mean"]),
+        "mean_moving_range": np.full(n, limits["mean_moving_range"]),
+        "lpl": np.full(n, limits["lpl"]),
+        "upl": np.full(n, limits["upl"]),
+        "outside_limits": spread(outside, False, bool),
+        "relative_to_mean": spread(rtm, np.nan, float),
+        "close_to_limits": spread(close, False, bool),
+        "special_cause_type": spread(types, None, object),
+        "special_cause_flag": spread(types != "Common Cause", False, bool),
+        "variation": spread(var, None, object),
+        "signal_side": spread(side, None, object),
+    }
 
 
 def assurance(

@@ -760,3 +760,24 @@ def test_behind_the_figure_embeds_only_the_latest_months(site, monkeypatch):
     assert data["prisons"] == all_data["prisons"]
     assert [row[-2:] for row in all_data["cells"]] == data["cells"]  # the same cells for the months kept
     assert windowed["table"] == full["table"]
+
+
+def test_the_pages_read_below_england_only_the_recent_periods_and_show_what_every_row_would(site, monkeypatch,
+                                                                                            tmp_path):
+    monkeypatch.setattr(report, "BEHIND_MONTHS", 2)  # the pages then read the latest twelve months
+    pub = report.load_publication(site.conn)
+    every = report.published_rows(site.conn)
+    latest = max(r["period_start"] for r in every if r["period_type"] == "month")
+    assert {r["period_start"] for r in pub.rows if r["level"] != "england"} == {
+        r["period_start"] for r in every if r["level"] != "england"
+        and r["period_start"] > latest.replace(year=latest.year - 1)}
+    assert [r for r in pub.rows if r["level"] == "england"] == [r for r in every if r["level"] == "england"]
+    assert len(pub.rows) < len(every)
+    whole = report.Publication(pub.catalogue, every, pub.prisons, pub.spc, pub.funnel, pub.quality)
+    for name, publication in (("recent", pub), ("every", whole)):
+        report.build_report(site.conn, tmp_path / name, with_spreadsheet=False, publication=publication)
+    recent, everything = tmp_path / "recent" / "report", tmp_path / "every" / "report"
+    pages = sorted(p.relative_to(everything) for p in everything.rglob("*.html"))
+    assert pages and pages == sorted(p.relative_to(recent) for p in recent.rglob("*.html"))
+    for page in pages:
+        assert (recent / page).read_text() == (everything / page).read_text(), page
