@@ -15,9 +15,11 @@ same process: the jobs use the in-process executor) and `publish` takes it up.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from pipelines import action_lists, changes, contract, operations
 from pipelines.resources import transaction
 
 PUBLIC_SCHEMAS = ("conformed", "indicators", "published", "quality")
+log = logging.getLogger("prisonhealth.analyst_database")
 
 TABLE_COMMENTS = {
     "quality.runs": operations.RUNS_TABLE_COMMENT,
@@ -259,10 +262,12 @@ def copy_ahead(conn: duckdb.DuckDBPyConnection, target: Path) -> bool:
     temporary = _temporary(target)
     temporary.unlink(missing_ok=True)
     errors: list[BaseException] = []
+    began = time.monotonic()
 
     def copy() -> None:
         try:
             shutil.copyfile(target, temporary)
+            log.info("copied %s ahead in %.1f s", target.name, time.monotonic() - began)
         except OSError as error:  # publish() then copies again, and reports what fails there
             errors.append(error)
 
@@ -279,7 +284,9 @@ def _copied_ahead(target: Path) -> bool:
     if ahead is None:
         return False
     thread, temporary, stamp, errors = ahead
+    began = time.monotonic()
     thread.join()
+    log.info("waited %.1f s for the copy of %s", time.monotonic() - began, target.name)
     return not errors and temporary.exists() and target.exists() and _stamp(target) == stamp
 
 
