@@ -350,8 +350,8 @@ def write_results(results: dict, landing: Path) -> None:
         f"({results['months']} vs 12 months) | within 1.5x | {verdict(monthly <= 1.5 * monthly12)} |",
     ]
     if results.get("catch_up"):
-        lines.append(f"| first monthly refresh on the reused backfill (publishes everything), {results['months']} "
-                     f"months | {results['catch_up']['seconds']:.1f} s | | | | |")
+        lines.append(f"| first monthly refresh on the reused backfill (brings its publication up to date), "
+                     f"{results['months']} months | {results['catch_up']['seconds']:.1f} s | | | | |")
     if backfill:
         note = f" ({backfill['note']})" if "note" in backfill else ""
         lines.append(f"| full backfill of {results['months']} months{note} | {backfill['seconds'] / 60:.1f} min | | | "
