@@ -70,6 +70,7 @@ protected on its own.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import duckdb
@@ -490,7 +491,8 @@ def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy 
 _COUNT_ORDER = "indicator_id, month, prison_code NULLS LAST, unit_type, reason"
 
 
-def cached_breakdowns(conn: duckdb.DuckDBPyConnection, since=None) -> tuple[pd.DataFrame, set[str]] | None:
+def cached_breakdowns(conn: duckdb.DuckDBPyConnection,
+                      since: dt.date | None = None) -> tuple[pd.DataFrame, set[str]] | None:
     """The cached publishable counts (of the months from `since`, a date, when given) and the
     indicators with member rows, when the cache is up to date (:func:`update_breakdowns` has
     taken every change); None otherwise."""

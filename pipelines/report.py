@@ -38,7 +38,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -46,6 +46,9 @@ from markupsafe import Markup, escape
 
 from pipelines import drilldown
 from pipelines.disclosure import DisclosurePolicy
+
+if TYPE_CHECKING:  # spreadsheet imports this module
+    from pipelines.spreadsheet import SpreadsheetProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "reports"
@@ -1267,7 +1270,8 @@ def _latest_label(pub: Publication) -> str:
 
 
 def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreadsheet: bool = True,
-                 synthetic: bool = True, publication: Publication | None = None, workbook=None) -> ReportSummary:
+                 synthetic: bool = True, publication: Publication | None = None,
+                 workbook: SpreadsheetProcess | None = None) -> ReportSummary:
     """Write the static report site to `<out_dir>/report/` and return what was written.
 
     `out_dir` is the pipeline's output directory (the one holding warehouse.duckdb). With
