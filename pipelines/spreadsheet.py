@@ -22,13 +22,10 @@ import pickle
 import subprocess
 import sys
 import warnings
-from math import ceil
 from pathlib import Path
-from unittest import mock
 
 import duckdb
 import pandas as pd
-from xlsxwriter.utility import cell_autofit_width
 
 from pipelines import report, settings
 
@@ -202,37 +199,10 @@ def _workbook_inputs(pub) -> tuple[list[dict], dict[str, list[dict]], str]:
     return pub.catalogue, rows, report._latest_label(pub)
 
 
-def _column_widths(worksheet, table: pd.DataFrame, formats: pd.DataFrame) -> list[int]:
-    """gptables' automatic column widths (GPWorksheet._calculate_column_widths), with each distinct
-    text, font size and boldness measured once rather than every cell: nationally the workbook
-    has 600,000 cells and measuring them took a fifth of its time. The measure is gptables' own."""
-    measured: dict[tuple, int] = {}
-    data_rows, format_rows = table.values.tolist(), formats.values.tolist()
-    widths = []
-    for col in range(table.shape[1]):
-        width = 0
-        for values, styles in zip(data_rows, format_rows, strict=True):
-            value, style = values[col], styles[col]
-            key = (type(value), value, style.get("font_size"), style.get("bold")) if isinstance(style, dict) else None
-            try:
-                known = measured.get(key) if key is not None else None
-            except TypeError:  # rich text (a list) cannot be a key: measured each time
-                key = known = None
-            if known is None:
-                line = worksheet._get_longest_line(value)
-                known = ceil(cell_autofit_width(line) * worksheet._get_scaling_factor(style, line))
-                if key is not None:
-                    measured[key] = known
-            width = max(width, known)
-        widths.append(width)
-    return widths
-
-
 def write_workbook(path: Path, catalogue: list[dict], rows_by_indicator: dict[str, list[dict]], period: str,
                    synthetic: bool = True) -> Path:
     """The gptables workbook of `spreadsheet_rows` per indicator (see build_spreadsheet)."""
     import gptables as gpt
-    from gptables.core.wrappers import GPWorksheet
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -311,7 +281,7 @@ def write_workbook(path: Path, catalogue: list[dict], rows_by_indicator: dict[st
         ],
         contact=["Prison health intelligence team (fictional)", "Email: prison.health@example.org"],
     )
-    with warnings.catch_warnings(), mock.patch.object(GPWorksheet, "_calculate_column_widths", _column_widths):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # gptables warns about unreferenced notes and empty cells
         gpt.write_workbook(
             filename=path,

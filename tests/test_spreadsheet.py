@@ -211,19 +211,3 @@ def test_the_rows_chosen_in_the_database_are_the_workbook_rows(site, monkeypatch
     kept = {r["period_start"] for r in chosen.rows if r["level"] != "england"}
     assert kept and len({r["period_start"] for r in full.rows if r["level"] != "england"}) > len(kept)
 
-
-def test_column_widths_are_those_gptables_would_set(site, tmp_path, monkeypatch):
-    from gptables.core.wrappers import GPWorksheet
-
-    pub = spreadsheet.workbook_publication(site.conn)
-    pub.catalogue = [c for c in pub.catalogue if c["code"] in ("P01a", "P04a", "P05a")]
-    ours = spreadsheet.build_spreadsheet(site.conn, tmp_path / "ours.xlsx", publication=pub)
-    monkeypatch.setattr(spreadsheet, "_column_widths", GPWorksheet._calculate_column_widths)
-    theirs = spreadsheet.build_spreadsheet(site.conn, tmp_path / "theirs.xlsx", publication=pub)
-
-    def widths(path) -> dict:
-        book = openpyxl.load_workbook(path)
-        return {name: {k: d.width for k, d in book[name].column_dimensions.items()} for name in book.sheetnames}
-
-    got, want = widths(ours), widths(theirs)
-    assert got == want and len(want["P01a"]) > 5  # (equal neighbouring widths are kept as one range)
