@@ -558,12 +558,14 @@ def _table_differences(conn, left: Path, right: Path) -> dict[str, int]:
         conn.execute("DETACH right_db")
 
 
-def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_full_one(clean_refresh, tmp_path):
+def _analyst_publication_setup(clean_refresh, tmp_path):
+    """A copy of the refreshed warehouse, the analysts' database and a from-scratch one beside it,
+    and a function publishing as the pipeline does (taking the pending changes, moving the cursor)."""
     import shutil
 
     import duckdb
 
-    from pipelines import analyst_database, changes, indicators
+    from pipelines import analyst_database, changes
     from pipelines.resources import transaction
 
     warehouse = tmp_path / "warehouse.duckdb"
@@ -577,6 +579,15 @@ def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_ful
         with transaction(conn):
             changes.advance(conn, analyst_database.CONSUMER, pending.upto)
         return how
+
+    return conn, published, from_scratch, publish_as_the_pipeline_does
+
+
+def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_full_one(clean_refresh, tmp_path):
+    from pipelines import analyst_database, changes, indicators
+    from pipelines.resources import transaction
+
+    conn, published, from_scratch, publish_as_the_pipeline_does = _analyst_publication_setup(clean_refresh, tmp_path)
 
     assert publish_as_the_pipeline_does() == "full"  # nothing published here yet
     with transaction(conn):  # a month revised: one row withdrawn, one corrected, the indicators recomputed
@@ -612,17 +623,7 @@ def test_the_copy_started_ahead_is_used_only_while_the_published_file_is_unchang
     from pipelines import analyst_database, changes
     from pipelines.resources import transaction
 
-    warehouse = tmp_path / "warehouse.duckdb"
-    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
-    published, from_scratch = tmp_path / "analyst.duckdb", tmp_path / "from-scratch.duckdb"
-    conn = duckdb.connect(str(warehouse))
-
-    def publish_as_the_pipeline_does() -> str:
-        pending = changes.pending(conn, analyst_database.CONSUMER)
-        how = analyst_database.publish(conn, published, pending=pending)
-        with transaction(conn):
-            changes.advance(conn, analyst_database.CONSUMER, pending.upto)
-        return how
+    conn, published, from_scratch, publish_as_the_pipeline_does = _analyst_publication_setup(clean_refresh, tmp_path)
 
     def revise_smoking() -> None:
         with transaction(conn):
