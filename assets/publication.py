@@ -2,6 +2,8 @@
 the analysts' database and the report. Unpartitioned: each takes what changed since it last ran
 (pipelines.changes), or everything the first time."""
 
+from concurrent.futures import ThreadPoolExecutor, wait
+
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
@@ -66,57 +68,89 @@ def published_indicator_values(context: dg.AssetExecutionContext, warehouse: War
     return dg.MaterializeResult(metadata=counts)
 
 
-@dg.asset(
-    key=ANALYST_DATABASE,
-    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"]),
-          dg.AssetKey(["quality", "runs"])],
-    group_name="publication",
-    kinds={"duckdb"},
-    description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment on "
-    "every table and column, replaced atomically so open readers are never disturbed (a copy of the last one "
-    "with the changed months replaced); and the RESTRICTED "
-    "action lists (one CSV per prison) under <out>/restricted/action-lists/.",
+REPORT = dg.AssetKey(["report"])
+
+
+@dg.multi_asset(
+    name="published_outputs",
+    specs=[
+        dg.AssetSpec(
+            ANALYST_DATABASE,
+            deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"]),
+                  dg.AssetKey(["quality", "runs"])],
+            group_name="publication",
+            kinds={"duckdb"},
+            description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment "
+            "on every table and column, replaced atomically so open readers are never disturbed (a copy of the "
+            "last one with the changed months replaced); and the RESTRICTED action lists (one CSV per prison) "
+            "under <out>/restricted/action-lists/.",
+        ),
+        dg.AssetSpec(
+            REPORT,
+            deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"])],
+            group_name="publication",
+            kinds={"html", "plotly"},
+            description="The published report under <out>/report/: overview of the twelve headline indicators, a "
+            "page per indicator (SPC chart, funnel plot, sortable table, definition, CSV), prison and region "
+            "views, methodology and data quality; the accessible spreadsheet; CSV and Parquet. Published "
+            "figures only.",
+        ),
+    ],
+    can_subset=True,
 )
-def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
-               warehouse: Warehouse) -> dg.MaterializeResult:
+def published_outputs(context: dg.AssetExecutionContext, settings: PrisonHealthSettings, warehouse: Warehouse):
+    """The analysts' database and the report, built side by side in one step.
+
+    Neither reads the other. The database's update is DuckDB work (its own cursor, in a background
+    thread: DuckDB releases the GIL), the report is mostly Python, so together they take about the
+    longer of the two rather than their sum. Dagster's in-process executor runs one step at a time,
+    hence one step for both; either can still be materialised alone. A full build of the database
+    (the first publication, a backfill) still runs before the report, to keep the peak memory of
+    the two apart. The warehouse writes of the two (each consumer's change cursor) stay in this
+    thread, one after the other.
+    """
+    selected = context.selected_asset_keys
+    with warehouse.get_connection() as conn, ThreadPoolExecutor(1, thread_name_prefix="analyst-database") as pool:
+        database = None
+        if ANALYST_DATABASE in selected:
+            pending = changes.pending(conn, analyst_database.CONSUMER)
+            database = pool.submit(_publish_analyst_database, conn.cursor(), settings, pending)
+            if pending.everything:  # a full build, the heaviest on memory: not beside the report
+                wait([database])
+        if REPORT in selected:
+            yield _build_report(conn, settings)  # should it fail, leaving the pool waits for the database
+        if database is not None:
+            metadata = database.result()  # the thread's error, if any, fails the step here
+            with transaction(conn):
+                changes.advance(conn, analyst_database.CONSUMER, pending.upto)
+            yield dg.MaterializeResult(asset_key=ANALYST_DATABASE, metadata=metadata)
+
+
+def _publish_analyst_database(cursor, settings: PrisonHealthSettings, pending: changes.Pending) -> dict:
     target = settings.out_path / "analyst.duckdb"
     actions_folder = settings.out_path / "restricted" / "action-lists"
-    with warehouse.get_connection() as conn:
-        pending = changes.pending(conn, analyst_database.CONSUMER)
-        how = analyst_database.publish(conn, target, pending=pending)
-        with transaction(conn):
-            changes.advance(conn, analyst_database.CONSUMER, pending.upto)
-        actions = action_lists.write_action_lists(conn, actions_folder)
-    return dg.MaterializeResult(metadata={
+    with cursor:
+        how = analyst_database.publish(cursor, target, pending=pending)
+        actions = action_lists.write_action_lists(cursor, actions_folder)
+    return {
         "path": dg.MetadataValue.path(str(target.resolve())),
         "published": "changed months only" if how == "incremental" else "every table in full",
         "size (MB)": round(target.stat().st_size / 1e6, 1),
         "action lists (restricted)": dg.MetadataValue.path(str(actions_folder.resolve())),
         "receptions needing action": sum(actions.values()),
-    })
+    }
 
 
-@dg.asset(
-    key=["report"],
-    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"])],
-    group_name="publication",
-    kinds={"html", "plotly"},
-    description="The published report under <out>/report/: overview of the twelve headline indicators, a page "
-    "per indicator (SPC chart, funnel plot, sortable table, definition, CSV), prison and region views, "
-    "methodology and data quality; the accessible spreadsheet; CSV and Parquet. Published figures only.",
-)
-def published_report(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
-                     warehouse: Warehouse) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn:
-        # The spreadsheet, the slowest part, is written by a second process from before anything else.
-        workbook = spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), settings.out_path
-                                                 / report.SITE_DIR / report.SPREADSHEET_NAME)
-        with transaction(conn):
-            breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
-        publication = report.load_publication(conn)  # read once: the national tables are large
-        summary = report.build_report(conn, settings.out_path, publication=publication, workbook=workbook)
-        headline = report.headline_table_markdown(conn, publication)
-    return dg.MaterializeResult(metadata={
+def _build_report(conn, settings: PrisonHealthSettings) -> dg.MaterializeResult:
+    # The spreadsheet, the slowest part, is written by a second process from before anything else.
+    workbook = spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), settings.out_path
+                                             / report.SITE_DIR / report.SPREADSHEET_NAME)
+    with transaction(conn):
+        breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
+    publication = report.load_publication(conn)  # read once: the national tables are large
+    summary = report.build_report(conn, settings.out_path, publication=publication, workbook=workbook)
+    headline = report.headline_table_markdown(conn, publication)
+    return dg.MaterializeResult(asset_key=REPORT, metadata={
         **summary.metadata(),
         "counts by reason recomputed for": breakdowns,
         "report": dg.MetadataValue.path(str(summary.index.resolve())),
@@ -124,4 +158,4 @@ def published_report(context: dg.AssetExecutionContext, settings: PrisonHealthSe
     })
 
 
-PUBLICATION_ASSETS = [indicator_values, published_indicator_values, analyst_db, published_report]
+PUBLICATION_ASSETS = [indicator_values, published_indicator_values, published_outputs]

@@ -120,8 +120,8 @@ ORDER BY indicator_id, month, prison_code NULLS LAST, unit_type, reason
 def members_available(conn: duckdb.DuckDBPyConnection) -> bool:
     """True when the warehouse has an `indicators.members` table (older ones do not)."""
     return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'indicators' "
-        "AND table_name = 'members'").fetchone()[0])
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = 'indicators' AND table_name = 'members'").fetchone()[0])
 
 
 def reason_counts(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -496,8 +496,9 @@ def cached_breakdowns(conn: duckdb.DuckDBPyConnection,
     """The cached publishable counts (of the months from `since`, a date, when given) and the
     indicators with member rows, when the cache is up to date (:func:`update_breakdowns` has
     taken every change); None otherwise."""
-    (present,) = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'pipeline' "
-                              "AND table_name IN ('breakdowns', 'reason_counts', 'cursors', 'changes')").fetchone()
+    (present,) = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'pipeline' "
+        "AND table_name IN ('breakdowns', 'reason_counts', 'cursors', 'changes')").fetchone()
     if present < 4 or not changes.pending(conn, CONSUMER).nothing:
         return None
     shown = conn.execute(f"SELECT * FROM pipeline.breakdowns WHERE month >= coalesce(?, month) "

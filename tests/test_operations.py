@@ -534,6 +534,38 @@ def test_a_backfill_in_any_partition_order_gives_the_refresh_result(clean_refres
             for r in rows] == [("sensor-test", "sensor", "success", months, 17, 7)]
 
 
+@pytest.mark.slow
+def test_the_report_and_the_analysts_database_can_each_be_published_alone(clean_refresh, tmp_path, monkeypatch):
+    """They share one step (side by side); a run of either alone builds that one only."""
+    import shutil
+
+    from pipelines import resources
+    from pipelines.definitions import build_definitions
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", out / "warehouse.duckdb")
+    monkeypatch.setenv("PRISONHEALTH_LANDING", str(clean_refresh.landing))
+    monkeypatch.setenv("PRISONHEALTH_OUT", str(out))
+    job = build_definitions().resolve_job_def("refresh_job")
+    built = {}
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            for key in ("analyst_database", "report"):
+                result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(key)],
+                                                run_config=refresh.QUIET_RUN_CONFIG, raise_on_error=False)
+                assert result.success, key
+                built[key] = {e.asset_key.to_user_string() for e in result.all_events
+                              if e.event_type_value == "ASSET_MATERIALIZATION"}
+                if key == "analyst_database":
+                    assert not (out / "report").exists()
+    finally:
+        resources.release(out / "warehouse.duckdb")
+    assert built == {"analyst_database": {"analyst_database"}, "report": {"report"}}
+    assert_same_rows(read(out / "analyst.duckdb", VALUES), read(out / "warehouse.duckdb", VALUES))
+    assert (out / "report" / "index.html").is_file()
+
+
 def _table_differences(conn, left: Path, right: Path) -> dict[str, int]:
     """Rows in one analysts' database and not the other (EXCEPT ALL both ways), per table; and any
     table only one of them has."""
