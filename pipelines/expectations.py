@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -122,19 +121,6 @@ def _quiet_gx():
     for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return gx
-
-
-def import_ahead() -> threading.Thread:
-    """Start importing Great Expectations in a background thread, and return the thread.
-
-    The import alone takes about 6 s of one core (GX brings in scipy, altair, sqlalchemy and
-    its Spark and SQL data sources) and would otherwise open the audit step. A refresh starts
-    it before the indicator months, which wait on DuckDB more than on Python, so the audit
-    finds GX imported. Python's import lock makes an audit that starts earlier wait for it.
-    """
-    thread = threading.Thread(target=_quiet_gx, name="import-great-expectations", daemon=True)
-    thread.start()
-    return thread
 
 
 def run_suite(table: contract.Table, frame: pd.DataFrame, prison_codes: list[str]) -> list[dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines import expectations, operations, resources, settings
+from pipelines import operations, resources, settings
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -129,10 +129,7 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
     run("reference_job", "reference tables")
     for i, month in enumerate(months, start=1):
         run("ingest_job", f"[{i}/{len(months)}] sources {month}", partition_key=month)
-    jobs = downstream_jobs(defs, available, months)
-    if any(job_name == "publication_job" for job_name, _, _ in jobs):
-        expectations.import_ahead()  # for the audit in the publication; imports beside the indicators
-    for job_name, label, partitioned in jobs:
+    for job_name, label, partitioned in downstream_jobs(defs, available, months):
         for i, key in enumerate(partitioned, start=1):
             run(job_name, f"[{i}/{len(partitioned)}] {label} {key}", partition_key=key)
         if not partitioned:

@@ -43,18 +43,3 @@ def test_audit_of_quarantined_rows_agrees_and_is_stored(tmp_path):
         "SELECT reason, sum(rows_failing) FROM quality.expectation_results GROUP BY reason").fetchall())
     # Rows break several rules at once: every rule is counted, not only the first.
     assert stored["unknown_prison"] == 3 and stored["duplicate_id"] == 1 and stored["sequence_error"] == 2
-
-
-def test_great_expectations_is_imported_ahead_in_a_background_thread():
-    """A refresh imports GX beside the indicator months, so the audit does not wait for it."""
-    import subprocess
-    import sys
-
-    script = ("import logging, sys; from pipelines import expectations; "
-              "assert 'great_expectations' not in sys.modules; "
-              "thread = expectations.import_ahead(); thread.join(); "
-              "print(thread.name, 'great_expectations' in sys.modules, "
-              "logging.getLogger('great_expectations').level == logging.ERROR)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["import-great-expectations", "True", "True"]
