@@ -77,7 +77,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipelines import changes
+from pipelines import changes, warehouse
 from pipelines.disclosure import DisclosurePolicy
 
 __all__ = [
@@ -119,9 +119,7 @@ ORDER BY indicator_id, month, prison_code NULLS LAST, unit_type, reason
 
 def members_available(conn: duckdb.DuckDBPyConnection) -> bool:
     """True when the warehouse has an `indicators.members` table (older ones do not)."""
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
-        "AND table_schema = 'indicators' AND table_name = 'members'").fetchone()[0])
+    return warehouse.table_exists(conn, "indicators.members")
 
 
 def reason_counts(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -496,10 +494,9 @@ def cached_breakdowns(conn: duckdb.DuckDBPyConnection,
     """The cached publishable counts (of the months from `since`, a date, when given) and the
     indicators with member rows, when the cache is up to date (:func:`update_breakdowns` has
     taken every change); None otherwise."""
-    (present,) = conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'pipeline' "
-        "AND table_name IN ('breakdowns', 'reason_counts', 'cursors', 'changes')").fetchone()
-    if present < 4 or not changes.pending(conn, CONSUMER).nothing:
+    present = all(warehouse.table_exists(conn, f"pipeline.{t}") for t in ("breakdowns", "reason_counts",
+                                                                            "cursors", "changes"))
+    if not present or not changes.pending(conn, CONSUMER).nothing:
         return None
     shown = conn.execute(f"SELECT * FROM pipeline.breakdowns WHERE month >= coalesce(?, month) "
                          f"ORDER BY {_DISPLAY_ORDER}", [since]).df()

@@ -44,7 +44,7 @@ import duckdb
 import pandas as pd
 from markupsafe import Markup, escape
 
-from pipelines import drilldown
+from pipelines import drilldown, warehouse
 from pipelines.disclosure import DisclosurePolicy
 
 if TYPE_CHECKING:  # spreadsheet imports this module
@@ -160,13 +160,6 @@ class ReportSummary:
 
 # ---------------------------------------------------------------------------------------------
 # Reading the warehouse
-
-
-def _table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
-        "AND table_schema = ? AND table_name = ?", [schema, name]).fetchone()[0])
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
@@ -285,7 +278,7 @@ class Publication:
 
 def catalogue_of(conn: duckdb.DuckDBPyConnection, codes: Iterable[str]) -> list[dict]:
     codes = sorted(set(codes))
-    if _table_exists(conn, "indicators.catalogue"):
+    if warehouse.table_exists(conn, "indicators.catalogue"):
         rows = _records(conn, "SELECT * FROM indicators.catalogue ORDER BY priority, code")
     else:
         rows = []
@@ -307,7 +300,7 @@ def catalogue_of(conn: duckdb.DuckDBPyConnection, codes: Iterable[str]) -> list[
 def published_rows(conn: duckdb.DuckDBPyConnection, where: str = "true") -> list[dict]:
     """The rows of `published.indicator_values` that satisfy the SQL condition `where` (aliased
     `v`), as the pages show them: a suppressed row's figures are None whatever the table holds."""
-    if not _table_exists(conn, "published.indicator_values"):
+    if not warehouse.table_exists(conn, "published.indicator_values"):
         raise LookupError("published.indicator_values does not exist: run the publication step first")
     present = _columns(conn, "published.indicator_values")
     select = ", ".join(c if c in present else f"NULL AS {c}" for c in VALUE_COLUMNS)
@@ -342,7 +335,7 @@ def load_publication(conn: duckdb.DuckDBPyConnection) -> Publication:
     catalogue = catalogue_of(conn, {r["indicator_id"] for r in rows})
 
     prisons: dict[str, dict] = {}
-    if _table_exists(conn, "conformed.prisons"):
+    if warehouse.table_exists(conn, "conformed.prisons"):
         cols = set(_columns(conn, "conformed.prisons"))
         want = [c for c in ("prison_code", "prison_name", "region", "function", "operator", "has_xray") if c in cols]
         for p in _records(conn, f"SELECT {', '.join(chr(34) + c + chr(34) for c in want)} FROM conformed.prisons"):
@@ -352,13 +345,13 @@ def load_publication(conn: duckdb.DuckDBPyConnection) -> Publication:
             prisons[r["area_code"]] = {"prison_code": r["area_code"], "prison_name": r["area_name"]}
 
     spc: dict[str, list[dict]] = defaultdict(list)
-    if _table_exists(conn, "indicators.spc"):
+    if warehouse.table_exists(conn, "indicators.spc"):
         for p in _records(conn, "SELECT * FROM indicators.spc WHERE level = 'england' ORDER BY indicator_id, month"):
             p["month"] = _as_date(p["month"])
             spc[p["indicator_id"]].append(p)
 
     funnel: dict[tuple[str, str, dt.date], list[dict]] = defaultdict(list)
-    if _table_exists(conn, "indicators.funnel_limits"):
+    if warehouse.table_exists(conn, "indicators.funnel_limits"):
         for f in _records(conn, """
                 SELECT * FROM indicators.funnel_limits AS f
                 WHERE f.period_type = 'quarter' AND f.period_start = (  -- the pages plot the latest quarter
@@ -368,7 +361,7 @@ def load_publication(conn: duckdb.DuckDBPyConnection) -> Publication:
             funnel[(f["indicator_id"], f["period_type"], _as_date(f["period_start"]))].append(f)
 
     quality: list[dict] = []
-    if _table_exists(conn, "quality.summary"):
+    if warehouse.table_exists(conn, "quality.summary"):
         cols = set(_columns(conn, "quality.summary"))
         counts = [c for c in ("rows_read", "rows_loaded", "rows_quarantined", *QUALITY_REASONS) if c in cols]
         quality = _records(conn, f"SELECT source, month, prison_code, {', '.join(counts)} FROM quality.summary")
@@ -1206,13 +1199,13 @@ def write_exports(conn: duckdb.DuckDBPyConnection, data_dir: Path, codes: Iterab
         conn.execute(f"COPY ({_published_select(conn, f'WHERE indicator_id = {chr(39)}{safe}{chr(39)}', present)}) "
                      f"TO {_csv_literal(path)} (FORMAT csv, HEADER true)")
         paths.append(path)
-    if _table_exists(conn, "indicators.catalogue"):
+    if warehouse.table_exists(conn, "indicators.catalogue"):
         cols = [c for c in _columns(conn, "indicators.catalogue") if c != "sql"]
         path = data_dir / "catalogue.csv"
         conn.execute(f"COPY (SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM indicators.catalogue "
                      f"ORDER BY priority, code) TO {_csv_literal(path)} (FORMAT csv, HEADER true)")
         paths.append(path)
-    if _table_exists(conn, "quality.summary"):
+    if warehouse.table_exists(conn, "quality.summary"):
         path = data_dir / "data_quality.csv"
         conn.execute(f"COPY (SELECT * FROM quality.summary ORDER BY source, month, prison_code NULLS LAST) "
                      f"TO {_csv_literal(path)} (FORMAT csv, HEADER true)")

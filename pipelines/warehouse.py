@@ -231,3 +231,13 @@ def create_all(conn: duckdb.DuckDBPyConnection) -> None:
     from pipelines.operations import create_runs_table  # lazy: operations imports the resources
 
     create_runs_table(conn)
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    """Whether `schema.table` exists in the connection's own database. The catalog views list
+    every attached database, and the analysts' database is attached beside the warehouse while
+    it is updated (next to the report), so the look-up names the current one."""
+    schema, name = qualified.split(".")
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = ? AND table_name = ?", [schema, name]).fetchone()[0])

@@ -163,7 +163,7 @@ def test_reason_counts_without_a_membership_table_is_empty():
 def test_table_lookups_read_the_warehouse_only_while_another_database_is_attached():
     """The analysts' database is updated beside the report, attached to the same DuckDB instance
     under another name: the report's look-ups of tables and columns must not see its tables."""
-    from pipelines import report
+    from pipelines import report, warehouse
 
     conn = duckdb.connect()
     conn.execute("ATTACH ':memory:' AS analyst_copy")
@@ -173,7 +173,7 @@ def test_table_lookups_read_the_warehouse_only_while_another_database_is_attache
     conn.execute("CREATE TABLE indicators.spc (indicator_id VARCHAR)")
     conn.execute("CREATE TABLE analyst_copy.indicators.spc (indicator_id VARCHAR, extra INTEGER)")
     assert drilldown.members_available(conn) is False
-    assert report._table_exists(conn, "indicators.members") is False
+    assert warehouse.table_exists(conn, "indicators.members") is False
     assert report._columns(conn, "indicators.spc") == ["indicator_id"]
     for schema in ("pipeline", "analyst_copy.pipeline"):
         conn.execute(f"CREATE SCHEMA {schema}")
@@ -181,6 +181,7 @@ def test_table_lookups_read_the_warehouse_only_while_another_database_is_attache
             conn.execute(f"CREATE TABLE {schema}.{table} (x INTEGER)")
     conn.execute("CREATE TABLE analyst_copy.pipeline.changes (x INTEGER)")
     assert drilldown.cached_breakdowns(conn) is None  # the warehouse has no change log: not up to date
+
 
 # --- disclosure control ---------------------------------------------------------------------------
 
