@@ -12,6 +12,7 @@ from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
 ANALYST_DATABASE = dg.AssetKey(["analyst_database"])
+REPORT = dg.AssetKey(["report"])
 
 
 def comparison_counts_markdown(conn) -> str:
@@ -62,13 +63,14 @@ def indicator_values(context: dg.AssetExecutionContext, settings: PrisonHealthSe
     description="The indicator values after disclosure control: below England, numerators 1 to 7 are "
     "suppressed, with secondary suppression so no suppressed figure can be recovered from its parent.",
 )
-def published_indicator_values(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        counts = publication.update_published_values(conn)
+def published_indicator_values(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
+                               warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.get_connection() as conn:
+        with transaction(conn):
+            counts = publication.update_published_values(conn)
+        if REPORT in context.job_def.asset_layer.selected_asset_keys:  # the report step takes it up
+            spreadsheet.write_ahead(conn, _workbook_path(settings), context.run_id)
     return dg.MaterializeResult(metadata=counts)
-
-
-REPORT = dg.AssetKey(["report"])
 
 
 @dg.multi_asset(
@@ -118,7 +120,7 @@ def published_outputs(context: dg.AssetExecutionContext, settings: PrisonHealthS
             if pending.everything:  # a full build, the heaviest on memory: not beside the report
                 wait([database])
         if REPORT in selected:
-            yield _build_report(conn, settings)  # should it fail, leaving the pool waits for the database
+            yield _build_report(context, conn, settings)  # should it fail, leaving the pool waits for the database
         if database is not None:
             metadata = database.result()  # the thread's error, if any, fails the step here
             with transaction(conn):
@@ -141,10 +143,11 @@ def _publish_analyst_database(cursor, settings: PrisonHealthSettings, pending: c
     }
 
 
-def _build_report(conn, settings: PrisonHealthSettings) -> dg.MaterializeResult:
-    # The spreadsheet, the slowest part, is written by a second process from before anything else.
-    workbook = spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), settings.out_path
-                                             / report.SITE_DIR / report.SPREADSHEET_NAME)
+def _build_report(context: dg.AssetExecutionContext, conn, settings: PrisonHealthSettings) -> dg.MaterializeResult:
+    # The spreadsheet, the slowest part, is written by a second process from before anything else:
+    # since the published table was written, when this run published it.
+    workbook = (spreadsheet.taken_ahead(_workbook_path(settings), context.run_id)
+                or spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), _workbook_path(settings)))
     with transaction(conn):
         breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
     publication = report.load_publication(conn)  # read once: the national tables are large
@@ -156,6 +159,10 @@ def _build_report(conn, settings: PrisonHealthSettings) -> dg.MaterializeResult:
         "report": dg.MetadataValue.path(str(summary.index.resolve())),
         "headline indicators": dg.MetadataValue.md(headline),
     })
+
+
+def _workbook_path(settings: PrisonHealthSettings):
+    return settings.out_path / report.SITE_DIR / report.SPREADSHEET_NAME
 
 
 PUBLICATION_ASSETS = [indicator_values, published_indicator_values, published_outputs]

@@ -95,6 +95,9 @@ AUDIT_CONSUMER = "expectation_audit"
     group_name="validation_audit",
     kinds={"great_expectations", "duckdb"},
     deps=[a.key for a in CONFORMED_ASSETS] + [dg.AssetKey(["conformed", t.name]) for t in contract.REFERENCES],
+    # Last among the steps ready with it: after published.indicator_values, so the workbook written
+    # ahead from that table (a second process) runs while this step keeps one core busy in Python.
+    op_tags={"dagster/priority": "-1"},
     check_specs=[dg.AssetCheckSpec(AUDIT_CHECK, asset=["quality", "expectation_results"],
                                    description="Great Expectations flags exactly the rows the SQL rules "
                                    "quarantined, each with the same first reason.")],

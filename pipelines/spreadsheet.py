@@ -17,6 +17,7 @@ Notes are referenced as [note N] in titles, subtitles and column headings, as gp
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import subprocess
@@ -159,13 +160,17 @@ def build_spreadsheet(conn: duckdb.DuckDBPyConnection, path: Path, *, publicatio
 
 
 class SpreadsheetProcess:
-    """The spreadsheet being written by a second Python process (see start_spreadsheet)."""
+    """The spreadsheet being written by a second Python process (see start_spreadsheet).
+
+    The child writes `.<name>.<pid>.tmp` beside the workbook and `result()` moves it into place,
+    so a run that stops before it waits never leaves a workbook newer than the pages beside it."""
 
     def __init__(self, path: Path, inputs: tuple, synthetic: bool):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self._inputs = self.path.with_name(f".{self.path.name}.{os.getpid()}.pickle")
-        self._inputs.write_bytes(pickle.dumps((self.path, *inputs, synthetic)))
+        self._inputs.write_bytes(pickle.dumps((self._temporary, *inputs, synthetic)))
         self._process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.spreadsheet", str(self._inputs)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -177,8 +182,17 @@ class SpreadsheetProcess:
         _, errors = self._process.communicate()
         self._inputs.unlink(missing_ok=True)  # the child removes it once read, unless it failed first
         if self._process.returncode != 0:
+            self._temporary.unlink(missing_ok=True)
             raise RuntimeError(f"writing {self.path.name} failed:\n{errors[-3000:]}")
+        os.replace(self._temporary, self.path)
         return self.path
+
+    def cancel(self) -> None:
+        """Stop the child and remove what it wrote."""
+        self._process.kill()
+        self._process.communicate()
+        self._inputs.unlink(missing_ok=True)
+        self._temporary.unlink(missing_ok=True)
 
 
 def start_spreadsheet(publication, path: Path, *, synthetic: bool = True) -> SpreadsheetProcess:
@@ -191,6 +205,44 @@ def start_spreadsheet(publication, path: Path, *, synthetic: bool = True) -> Spr
     subprocess rather than multiprocessing: "fork" would copy DuckDB's and Dagster's threads,
     and "spawn" re-runs the caller's main script, which an analyst's script may not guard."""
     return SpreadsheetProcess(path, _workbook_inputs(publication), synthetic)
+
+
+# workbook path -> (the run that started it, the process writing it)
+_AHEAD: dict[Path, tuple[str, SpreadsheetProcess]] = {}
+
+
+def write_ahead(conn: duckdb.DuckDBPyConnection, path: Path, run_id: str) -> None:
+    """Start the workbook as soon as `published.indicator_values` is final, for the report step
+    of the same run (in this process: the jobs use the in-process executor) to take up.
+
+    The workbook reads nothing else, and the steps between (the Great Expectations audit) are
+    Python on one core, so the workbook's child process gets the other core for that time
+    instead of competing with the report's pages and the analysts' database afterwards."""
+    path = Path(path).resolve()
+    _drop_ahead(path)
+    _AHEAD[path] = (run_id, start_spreadsheet(workbook_publication(conn), path))
+
+
+def taken_ahead(path: Path, run_id: str) -> SpreadsheetProcess | None:
+    """The workbook `write_ahead` started for this path in this run, if any (one started by
+    another run is stopped: its figures may be out of date)."""
+    run, process = _AHEAD.pop(Path(path).resolve(), (None, None))
+    if process is not None and run != run_id:
+        process.cancel()
+        return None
+    return process
+
+
+def _drop_ahead(path: Path) -> None:
+    if path in _AHEAD:
+        _AHEAD.pop(path)[1].cancel()
+
+
+@atexit.register
+def _drop_unused_workbooks() -> None:
+    """A run that stopped before its report leaves its early workbook: stop it with the process."""
+    for path in list(_AHEAD):
+        _drop_ahead(path)
 
 
 def _workbook_inputs(pub) -> tuple[list[dict], dict[str, list[dict]], str]:

@@ -566,6 +566,42 @@ def test_the_report_and_the_analysts_database_can_each_be_published_alone(clean_
     assert (out / "report" / "index.html").is_file()
 
 
+@pytest.mark.slow
+def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh, tmp_path, monkeypatch):
+    """The published step starts the workbook in a second process, before the audit (Python on one
+    core) runs, and the report step takes that one up rather than writing another."""
+    import shutil
+
+    from pipelines import resources, spreadsheet
+    from pipelines.definitions import build_definitions
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", out / "warehouse.duckdb")
+    monkeypatch.setenv("PRISONHEALTH_LANDING", str(clean_refresh.landing))
+    monkeypatch.setenv("PRISONHEALTH_OUT", str(out))
+    started = []
+    original = spreadsheet.start_spreadsheet
+    monkeypatch.setattr(spreadsheet, "start_spreadsheet",
+                        lambda *a, **k: started.append(time.time()) or original(*a, **k))
+    keys = [dg.AssetKey(k) for k in (["indicators", "indicator_values"], ["published", "indicator_values"],
+                                     ["quality", "expectation_results"], ["report"])]
+    job = build_definitions().resolve_job_def("refresh_job")
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = job.execute_in_process(instance=instance, asset_selection=keys,
+                                            run_config=refresh.QUIET_RUN_CONFIG, raise_on_error=False)
+            assert result.success
+            step_starts = {e.dagster_event.step_key: e.timestamp for e in instance.all_logs(result.run_id)
+                           if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+    finally:
+        resources.release(out / "warehouse.duckdb")
+    assert len(started) == 1
+    assert step_starts["published__indicator_values"] < started[0] < step_starts["quality__expectation_results"]
+    assert sorted(p.name for p in (out / "report").iterdir() if p.is_file() and p.suffix != ".html") == [
+        "prison-health-indicators.xlsx"]
+
+
 def _table_differences(conn, left: Path, right: Path) -> dict[str, int]:
     """Rows in one analysts' database and not the other (EXCEPT ALL both ways), per table; and any
     table only one of them has."""

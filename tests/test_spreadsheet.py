@@ -195,7 +195,23 @@ def test_a_spreadsheet_process_that_fails_raises_its_error(tmp_path):
     running = spreadsheet.start_spreadsheet(broken, tmp_path / "x.xlsx")
     with pytest.raises(RuntimeError, match="(?s)x.xlsx failed.*KeyError"):
         running.result()
-    assert not (tmp_path / "x.xlsx").exists()
+    assert list(tmp_path.iterdir()) == []  # no workbook, no inputs, no half-written temporary file
+
+
+def test_a_workbook_written_ahead_is_taken_up_by_its_own_run_only(site, tmp_path):
+    """The published step starts the workbook; the report step of the same run waits for it, and one
+    left by another run (its figures may be out of date) is stopped and removed."""
+    path = tmp_path / "report" / "book.xlsx"
+    spreadsheet.write_ahead(site.conn, path, "run-1")
+    assert spreadsheet.taken_ahead(path, "run-2") is None
+    assert sorted(p.name for p in path.parent.iterdir()) == []  # stopped: nothing of it is left
+
+    spreadsheet.write_ahead(site.conn, path, "run-3")
+    running = spreadsheet.taken_ahead(path, "run-3")
+    assert spreadsheet.taken_ahead(path, "run-3") is None  # taken once
+    assert running.result() == path
+    assert sorted(p.name for p in path.parent.iterdir()) == ["book.xlsx"]
+    assert _cells(path) == _cells(spreadsheet.build_spreadsheet(site.conn, tmp_path / "inline.xlsx"))
 
 
 def test_the_rows_chosen_in_the_database_are_the_workbook_rows(site, monkeypatch):
