@@ -227,3 +227,22 @@ def test_the_rows_chosen_in_the_database_are_the_workbook_rows(site, monkeypatch
     kept = {r["period_start"] for r in chosen.rows if r["level"] != "england"}
     assert kept and len({r["period_start"] for r in full.rows if r["level"] != "england"}) > len(kept)
 
+
+
+def test_indicator_sheets_get_the_column_widths_gptables_would_measure(site, tmp_path, monkeypatch):
+    """The widths are measured once per distinct value (spreadsheet.column_widths), not by gptables
+    cell by cell: the workbook must come out as if gptables had measured them."""
+    import gptables
+
+    inputs = spreadsheet._workbook_inputs(spreadsheet.workbook_publication(site.conn))
+    ours = spreadsheet.write_workbook(tmp_path / "ours.xlsx", *inputs)
+    produce = gptables.produce_workbook
+    monkeypatch.setattr(gptables, "produce_workbook", lambda **k: produce(**{**k, "auto_width": True}))
+    theirs = spreadsheet.write_workbook(tmp_path / "theirs.xlsx", *inputs)
+
+    def widths(path):
+        book = openpyxl.load_workbook(path)
+        return {name: {c: d.width for c, d in book[name].column_dimensions.items()} for name in book.sheetnames}
+
+    assert widths(ours) == widths(theirs)
+    assert len(widths(ours)["P01a"]) >= 10  # set, not left at Excel's default
