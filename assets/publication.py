@@ -2,6 +2,8 @@
 the analysts' database and the report. Unpartitioned: each takes what changed since it last ran
 (pipelines.changes), or everything the first time."""
 
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import dagster as dg
@@ -11,6 +13,7 @@ from pipelines import action_lists, analyst_database, changes, drilldown, public
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
+log = logging.getLogger("prisonhealth.publication")
 ANALYST_DATABASE = dg.AssetKey(["analyst_database"])
 REPORT = dg.AssetKey(["report"])
 
@@ -131,9 +134,11 @@ def published_outputs(context: dg.AssetExecutionContext, settings: PrisonHealthS
 def _publish_analyst_database(cursor, settings: PrisonHealthSettings, pending: changes.Pending) -> dict:
     target = settings.out_path / "analyst.duckdb"
     actions_folder = settings.out_path / "restricted" / "action-lists"
+    began = time.monotonic()
     with cursor:
         how = analyst_database.publish(cursor, target, pending=pending)
         actions = action_lists.write_action_lists(cursor, actions_folder)
+    log.info("analysts' database and action lists published in %.1f s", time.monotonic() - began)
     return {
         "path": dg.MetadataValue.path(str(target.resolve())),
         "published": "changed months only" if how == "incremental" else "every table in full",
@@ -150,8 +155,10 @@ def _build_report(context: dg.AssetExecutionContext, conn, settings: PrisonHealt
                 or spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), _workbook_path(settings)))
     with transaction(conn):
         breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
+    began = time.monotonic()
     publication = report.load_publication(conn)  # read once: the national tables are large
     summary = report.build_report(conn, settings.out_path, publication=publication, workbook=workbook)
+    log.info("report built in %.1f s", time.monotonic() - began)
     headline = report.headline_table_markdown(conn, publication)
     return dg.MaterializeResult(asset_key=REPORT, metadata={
         **summary.metadata(),

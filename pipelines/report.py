@@ -1155,9 +1155,8 @@ def _csv_literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _published_select(conn: duckdb.DuckDBPyConnection, where: str = "", present: list[str] | None = None) -> str:
+def _published_select(present: list[str]) -> str:
     """Published rows with suppressed figures written as [c] (text), in a stable order."""
-    present = present or _columns(conn, "published.indicator_values")
 
     def col(c: str) -> str:
         return c if c in present else f"NULL AS {c}"
@@ -1175,7 +1174,7 @@ def _published_select(conn: duckdb.DuckDBPyConnection, where: str = "", present:
     order = ("indicator_id, CASE period_type WHEN 'month' THEN 0 WHEN 'quarter' THEN 1 ELSE 2 END, period_start, "
              "CASE level WHEN 'england' THEN 0 WHEN 'region' THEN 1 WHEN 'operator' THEN 2 WHEN 'function' THEN 3 "
              "ELSE 4 END, area_code")
-    return f"SELECT {', '.join(parts)} FROM published.indicator_values {where} ORDER BY {order}"
+    return f"SELECT {', '.join(parts)} FROM published.indicator_values ORDER BY {order}"
 
 
 def write_exports(conn: duckdb.DuckDBPyConnection, data_dir: Path, codes: Iterable[str]) -> list[Path]:
@@ -1186,7 +1185,9 @@ def write_exports(conn: duckdb.DuckDBPyConnection, data_dir: Path, codes: Iterab
     paths = []
     csv_path = data_dir / "indicator_values.csv"
     present = _columns(conn, "published.indicator_values")
-    conn.execute(f"COPY ({_published_select(conn, '', present)}) TO {_csv_literal(csv_path)} (FORMAT csv, HEADER true)")
+    # Formatted and sorted once; the whole file and each indicator's file are read from it in order.
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _csv_rows AS {_published_select(present)}")
+    conn.execute(f"COPY _csv_rows TO {_csv_literal(csv_path)} (FORMAT csv, HEADER true)")
     paths.append(csv_path)
     parquet_path = data_dir / "indicator_values.parquet"
     select = ", ".join(c if c in present else f"NULL AS {c}" for c in VALUE_COLUMNS)
@@ -1196,9 +1197,10 @@ def write_exports(conn: duckdb.DuckDBPyConnection, data_dir: Path, codes: Iterab
     for code in codes:
         path = data_dir / "indicators" / f"{_slug(code)}.csv"
         safe = str(code).replace("'", "''")
-        conn.execute(f"COPY ({_published_select(conn, f'WHERE indicator_id = {chr(39)}{safe}{chr(39)}', present)}) "
+        conn.execute(f"COPY (SELECT * FROM _csv_rows WHERE indicator_id = '{safe}') "
                      f"TO {_csv_literal(path)} (FORMAT csv, HEADER true)")
         paths.append(path)
+    conn.execute("DROP TABLE _csv_rows")
     if warehouse.table_exists(conn, "indicators.catalogue"):
         cols = [c for c in _columns(conn, "indicators.catalogue") if c != "sql"]
         path = data_dir / "catalogue.csv"

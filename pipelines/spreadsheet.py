@@ -18,10 +18,12 @@ Notes are referenced as [note N] in titles, subtitles and column headings, as gp
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import pickle
 import subprocess
 import sys
+import time
 import warnings
 from math import ceil
 from pathlib import Path
@@ -58,6 +60,7 @@ NOTES = {
 COMPARISON_WORDS = {"better": "Better", "similar": "Similar", "worse": "Worse", "higher": "Higher",
                     "lower": "Lower", "not_compared": "Not compared"}
 ROUND_VALUE = 2
+log = logging.getLogger("prisonhealth.spreadsheet")
 AREA_YEARS = 2  # financial years of figures below England in the workbook
 
 
@@ -180,7 +183,9 @@ class SpreadsheetProcess:
 
     def result(self) -> Path:
         """Wait for the workbook; its path, or RuntimeError with the child's error."""
+        began = time.monotonic()
         _, errors = self._process.communicate()
+        log.info("waited %.1f s for %s", time.monotonic() - began, self.path.name)
         self._inputs.unlink(missing_ok=True)  # the child removes it once read, unless it failed first
         if self._process.returncode != 0:
             self._temporary.unlink(missing_ok=True)
