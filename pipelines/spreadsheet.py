@@ -170,8 +170,11 @@ class SpreadsheetProcess:
     so a run that stops before it waits never leaves a workbook newer than the pages beside it."""
 
     def __init__(self, path: Path, inputs: tuple, synthetic: bool):
+        from pipelines import operations  # not at the top: the child process has no use for Dagster
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        operations.remove_stale_publish_files(self.path)  # the temporary file of a killed run
         self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self._inputs = self.path.with_name(f".{self.path.name}.{os.getpid()}.pickle")
         self._inputs.write_bytes(pickle.dumps((self._temporary, *inputs, synthetic)))
@@ -339,8 +342,9 @@ def write_workbook(path: Path, catalogue: list[dict], rows_by_indicator: dict[st
         ],
         contact=["Prison health intelligence team (fictional)", "Email: prison.health@example.org"],
     )
-    # gptables' auto_width measures every cell one by one, a fifth of the workbook's time nationally;
-    # the indicator sheets' widths are measured here instead, the same way, once per distinct value.
+    # gptables' auto_width measures every cell one by one, about an eighth of the workbook's time
+    # nationally; the indicator sheets' widths are measured here instead, the same way, once per
+    # distinct value.
     measured = {name: False for name in sheets if name != "Indicators"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # gptables warns about unreferenced notes and empty cells

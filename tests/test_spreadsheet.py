@@ -198,6 +198,17 @@ def test_a_spreadsheet_process_that_fails_raises_its_error(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no workbook, no inputs, no half-written temporary file
 
 
+def test_a_workbook_left_half_written_by_a_killed_run_is_removed_by_the_next(site, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".book.xlsx.{int(dead.stdout)}.tmp"
+    stale.write_bytes(b"PK half a workbook")
+    assert spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(site.conn), tmp_path / "book.xlsx").result()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.xlsx"]
+
+
 def test_a_workbook_written_ahead_is_taken_up_by_its_own_run_only(site, tmp_path):
     """The published step starts the workbook; the report step of the same run waits for it, and one
     left by another run (its figures may be out of date) is stopped and removed."""
