@@ -342,9 +342,8 @@ def write_workbook(path: Path, catalogue: list[dict], rows_by_indicator: dict[st
         ],
         contact=["Prison health intelligence team (fictional)", "Email: prison.health@example.org"],
     )
-    # gptables' auto_width measures every cell one by one, about an eighth of the workbook's time
-    # nationally; the indicator sheets' widths are measured here instead, the same way, once per
-    # distinct value.
+    # gptables' auto_width measures every cell one by one in Python (hundreds of thousands nationally);
+    # the indicator sheets' widths are measured here instead, the same way, once per distinct value.
     measured = {name: False for name in sheets if name != "Indicators"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # gptables warns about unreferenced notes and empty cells
