@@ -602,6 +602,27 @@ def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh,
         "prison-health-indicators.xlsx"]
 
 
+@pytest.mark.slow
+def test_the_publication_breakdown_times_every_part_and_changes_nothing(clean_refresh, tmp_path, capsys):
+    import shutil
+
+    from benchmarks import breakdown
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("warehouse.duckdb", "analyst.duckdb"):
+        shutil.copyfile(clean_refresh.out / name, out / name)
+    before = {name: _sha256(out / name) for name in ("warehouse.duckdb", "analyst.duckdb")}
+    assert breakdown.main(["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recomputing 2024-01, 2024-02, 2024-03" in printed
+    for part in ("SPC charts of every series", "pages and exports", "workbook", "member rows of 3 months", "commit"):
+        assert part in printed, part
+    assert "timed 11 parts" in printed
+    assert {name: _sha256(out / name) for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == ["analyst.duckdb", "warehouse.duckdb"]
+
+
 def _table_differences(conn, left: Path, right: Path) -> dict[str, int]:
     """Rows in one analysts' database and not the other (EXCEPT ALL both ways), per table; and any
     table only one of them has."""
