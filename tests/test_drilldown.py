@@ -161,8 +161,8 @@ def test_reason_counts_without_a_membership_table_is_empty():
 
 
 def test_table_lookups_read_the_warehouse_only_while_another_database_is_attached():
-    """The analysts' database is updated beside the report, attached to the same DuckDB instance
-    under another name: the report's look-ups of tables and columns must not see its tables."""
+    """The analysts' database is updated attached to the warehouse's DuckDB instance under another
+    name: the report's look-ups of tables and columns must not see its tables."""
     from pipelines import report, warehouse
 
     conn = duckdb.connect()
