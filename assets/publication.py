@@ -75,82 +75,62 @@ def published_indicator_values(context: dg.AssetExecutionContext, settings: Pris
     return dg.MaterializeResult(metadata=counts)
 
 
-@dg.multi_asset(
-    name="published_outputs",
-    specs=[
-        dg.AssetSpec(
-            ANALYST_DATABASE,
-            deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"]),
-                  dg.AssetKey(["quality", "runs"])],
-            group_name="publication",
-            kinds={"duckdb"},
-            description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment "
-            "on every table and column, replaced atomically so open readers are never disturbed (a copy of the "
-            "last one with the changed months replaced); and the RESTRICTED action lists (one CSV per prison) "
-            "under <out>/restricted/action-lists/.",
-        ),
-        dg.AssetSpec(
-            REPORT,
-            deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"])],
-            group_name="publication",
-            kinds={"html", "plotly"},
-            description="The published report under <out>/report/: overview of the twelve headline indicators, a "
-            "page per indicator (SPC chart, funnel plot, sortable table, definition, CSV), prison and region "
-            "views, methodology and data quality; the accessible spreadsheet; CSV and Parquet. Published "
-            "figures only.",
-        ),
-    ],
-    can_subset=True,
+@dg.asset(
+    key=ANALYST_DATABASE,
+    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"]),
+          dg.AssetKey(["quality", "runs"])],
+    group_name="publication",
+    kinds={"duckdb"},
+    description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment on "
+    "every table and column, replaced atomically so open readers are never disturbed (a copy of the last one "
+    "with the changed months replaced); and the RESTRICTED "
+    "action lists (one CSV per prison) under <out>/restricted/action-lists/.",
 )
-def published_outputs(context: dg.AssetExecutionContext, settings: PrisonHealthSettings, warehouse: Warehouse):
-    """The analysts' database, then the report, in one step; either can be materialised alone.
-
-    They used to be built side by side (the database in a thread beside the report) while the
-    report waited for the workbook. Since the workbook is written ahead, beside the Great
-    Expectations audit, side by side is no faster, and one after the other keeps the refresh's
-    peak memory lower (docs/decisions.md).
-    """
-    selected = context.selected_asset_keys
-    with warehouse.get_connection() as conn:
-        if ANALYST_DATABASE in selected:
-            pending = changes.pending(conn, analyst_database.CONSUMER)
-            metadata = _publish_analyst_database(conn, settings, pending)
-            with transaction(conn):
-                changes.advance(conn, analyst_database.CONSUMER, pending.upto)
-            yield dg.MaterializeResult(asset_key=ANALYST_DATABASE, metadata=metadata)
-        if REPORT in selected:
-            yield _build_report(context, conn, settings)
-
-
-def _publish_analyst_database(conn, settings: PrisonHealthSettings, pending: changes.Pending) -> dict:
+def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
+               warehouse: Warehouse) -> dg.MaterializeResult:
     target = settings.out_path / "analyst.duckdb"
     actions_folder = settings.out_path / "restricted" / "action-lists"
     began = time.monotonic()
-    how = analyst_database.publish(conn, target, pending=pending)
-    actions = action_lists.write_action_lists(conn, actions_folder)
+    with warehouse.get_connection() as conn:
+        pending = changes.pending(conn, analyst_database.CONSUMER)
+        how = analyst_database.publish(conn, target, pending=pending)
+        with transaction(conn):
+            changes.advance(conn, analyst_database.CONSUMER, pending.upto)
+        actions = action_lists.write_action_lists(conn, actions_folder)
     log.info("analysts' database and action lists published in %.1f s", time.monotonic() - began)
-    return {
+    return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(target.resolve())),
         "published": "changed months only" if how == "incremental" else "every table in full",
         "size (MB)": round(target.stat().st_size / 1e6, 1),
         "action lists (restricted)": dg.MetadataValue.path(str(actions_folder.resolve())),
         "receptions needing action": sum(actions.values()),
-    }
+    })
 
 
-def _build_report(context: dg.AssetExecutionContext, conn, settings: PrisonHealthSettings) -> dg.MaterializeResult:
-    # The spreadsheet, the slowest part, is written by a second process from before anything else:
-    # since the published table was written, when this run published it.
-    workbook = (spreadsheet.taken_ahead(_workbook_path(settings), context.run_id)
-                or spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), _workbook_path(settings)))
-    with transaction(conn):
-        breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
-    began = time.monotonic()
-    publication = report.load_publication(conn)  # read once: the national tables are large
-    summary = report.build_report(conn, settings.out_path, publication=publication, workbook=workbook)
-    log.info("report built in %.1f s", time.monotonic() - began)
-    headline = report.headline_table_markdown(conn, publication)
-    return dg.MaterializeResult(asset_key=REPORT, metadata={
+@dg.asset(
+    key=REPORT,
+    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"])],
+    group_name="publication",
+    kinds={"html", "plotly"},
+    description="The published report under <out>/report/: overview of the twelve headline indicators, a page "
+    "per indicator (SPC chart, funnel plot, sortable table, definition, CSV), prison and region views, "
+    "methodology and data quality; the accessible spreadsheet; CSV and Parquet. Published figures only.",
+)
+def published_report(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
+                     warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.get_connection() as conn:
+        # The spreadsheet, the slowest part, is written by a second process: since the published
+        # table was written when this run published it, otherwise from before anything else here.
+        workbook = (spreadsheet.taken_ahead(_workbook_path(settings), context.run_id)
+                    or spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), _workbook_path(settings)))
+        with transaction(conn):
+            breakdowns = drilldown.update_breakdowns(conn)  # the changed months' counts by reason
+        began = time.monotonic()
+        publication = report.load_publication(conn)  # read once: the national tables are large
+        summary = report.build_report(conn, settings.out_path, publication=publication, workbook=workbook)
+        log.info("report built in %.1f s", time.monotonic() - began)
+        headline = report.headline_table_markdown(conn, publication)
+    return dg.MaterializeResult(metadata={
         **summary.metadata(),
         "counts by reason recomputed for": breakdowns,
         "report": dg.MetadataValue.path(str(summary.index.resolve())),
@@ -162,4 +142,4 @@ def _workbook_path(settings: PrisonHealthSettings):
     return settings.out_path / report.SITE_DIR / report.SPREADSHEET_NAME
 
 
-PUBLICATION_ASSETS = [indicator_values, published_indicator_values, published_outputs]
+PUBLICATION_ASSETS = [indicator_values, published_indicator_values, analyst_db, published_report]

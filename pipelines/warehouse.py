@@ -236,7 +236,7 @@ def create_all(conn: duckdb.DuckDBPyConnection) -> None:
 def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     """Whether `schema.table` exists in the connection's own database. The catalog views list
     every attached database, and the analysts' database is attached beside the warehouse while
-    it is updated (next to the report), so the look-up names the current one."""
+    it is updated, so the look-up names the current one."""
     schema, name = qualified.split(".")
     return bool(conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "

@@ -536,7 +536,7 @@ def test_a_backfill_in_any_partition_order_gives_the_refresh_result(clean_refres
 
 @pytest.mark.slow
 def test_the_report_and_the_analysts_database_can_each_be_published_alone(clean_refresh, tmp_path, monkeypatch):
-    """They share one step; a run of either alone builds that one only."""
+    """A run of either alone builds that one only."""
     import shutil
 
     from pipelines import resources
