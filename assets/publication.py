@@ -8,7 +8,7 @@ import time
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
-from pipelines import action_lists, analyst_database, changes, drilldown, publication, report, spreadsheet
+from pipelines import action_lists, analyst_database, drilldown, publication, report, spreadsheet
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
@@ -92,15 +92,12 @@ def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings
     actions_folder = settings.out_path / "restricted" / "action-lists"
     began = time.monotonic()
     with warehouse.get_connection() as conn:
-        pending = changes.pending(conn, analyst_database.CONSUMER)
-        how = analyst_database.publish(conn, target, pending=pending)
-        with transaction(conn):
-            changes.advance(conn, analyst_database.CONSUMER, pending.upto)
+        how = analyst_database.publish_changes(conn, target)
         actions = action_lists.write_action_lists(conn, actions_folder)
     log.info("analysts' database and action lists published in %.1f s", time.monotonic() - began)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(target.resolve())),
-        "published": "changed months only" if how == "incremental" else "every table in full",
+        "published": how,
         "size (MB)": round(target.stat().st_size / 1e6, 1),
         "action lists (restricted)": dg.MetadataValue.path(str(actions_folder.resolve())),
         "receptions needing action": sum(actions.values()),

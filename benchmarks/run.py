@@ -14,10 +14,14 @@ median reported:
 - a full backfill end to end;
 - peak resident memory of each (measured in a child process).
 
+Each monthly measurement follows one monthly refresh that is recorded apart: the first
+refresh after a backfill starts the analysts' database from a copy (no spare file yet), and
+a steady month does not.
+
 Writes benchmarks/results.md with the machine, versions and commands. `--skip-backfill`
 reuses the last backfilled warehouse (and its backfill time, from ~/.cache/prisonhealth/
-bench-work/results-partial.json), after one monthly refresh that brings its publication up to
-date: the way to measure a change to the publication without a new hour-long backfill.
+bench-work/results-partial.json): the way to measure a change to the publication without a
+new hour-long backfill.
 """
 
 from __future__ import annotations
@@ -255,12 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(full_out, ignore_errors=True)
         results["backfill"] = refresh(landing, full_out)
         log(f"backfill: {results['backfill']['seconds']:.0f} s")
-    else:  # a warehouse left by an earlier version may lack the publication cursors: catch up first
-        log("reusing the last backfill; a first monthly refresh brings its publication up to date")
+    else:
+        log("reusing the last backfill")
         earlier = PARTIAL.exists() and json.loads(PARTIAL.read_text())
         if earlier and earlier.get("months") == len(months) and earlier.get("backfill"):
             results["backfill"] = {**earlier["backfill"], "note": "measured by the run that built this warehouse"}
-        results["catch_up"] = monthly_refreshes(landing, full_out, months[-1], 1)[0]
+    # The first monthly refresh after a backfill is not a typical month: it starts the analysts' database
+    # from a copy (there is no spare file yet), and on a reused warehouse it takes in what an earlier
+    # version left pending. It is recorded apart; the medians are of the refreshes after it.
+    log("a first monthly refresh after the backfill")
+    results["catch_up"] = monthly_refreshes(landing, full_out, months[-1], 1)[0]
 
     last = months[-1]
     log(f"monthly refresh of {last} with {len(months)} months of history, {args.runs} runs")
@@ -274,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     short_landing = work / "landing-12"
     _link_months(landing, short_landing, twelve)
     refresh(short_landing, short)
+    results["catch_up_12_months"] = monthly_refreshes(short_landing, short, last, 1)[0]
     results["monthly_12_months_history"] = monthly_refreshes(short_landing, short, last, args.runs)
     save_partial(results)
 
@@ -311,7 +320,7 @@ def write_results(results: dict, landing: Path) -> None:
     peak = max([ingest["peak_rss_mib"], indicators["peak_rss_mib"],
                 *(r["peak_rss_mib"] for r in results["monthly_full_history"]),
                 *([backfill["peak_rss_mib"]] if backfill else []),
-                *([results["catch_up"]["peak_rss_mib"]] if results.get("catch_up") else []),
+                *(results[k]["peak_rss_mib"] for k in ("catch_up", "catch_up_12_months") if results.get(k)),
                 *(r["peak_rss_mib"] for r in results["monthly_12_months_history"])])
 
     def verdict(ok: bool) -> str:
@@ -349,9 +358,11 @@ def write_results(results: dict, landing: Path) -> None:
         f"| monthly refresh, 12 months of history | {monthly12:.1f} s | | {monthly / monthly12:.2f}x "
         f"({results['months']} vs 12 months) | within 1.5x | {verdict(monthly <= 1.5 * monthly12)} |",
     ]
-    if results.get("catch_up"):
-        lines.append(f"| first monthly refresh on the reused backfill (brings its publication up to date), "
-                     f"{results['months']} months | {results['catch_up']['seconds']:.1f} s | | | | |")
+    for key, history in (("catch_up", results["months"]), ("catch_up_12_months", 12)):
+        if results.get(key):
+            lines.append(f"| first monthly refresh after the backfill, {history} months of history (not in the "
+                         f"medians: it starts the analysts' database from a copy) "
+                         f"| {results[key]['seconds']:.1f} s | | | | |")
     if backfill:
         note = f" ({backfill['note']})" if "note" in backfill else ""
         lines.append(f"| full backfill of {results['months']} months{note} | {backfill['seconds'] / 60:.1f} min | | | "

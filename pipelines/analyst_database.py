@@ -6,8 +6,14 @@ pipeline never writes that file in place: it builds a new file beside it and
 `os.replace`s it. Open connections keep reading the old file (its inode lives on
 until they close it); new connections see the new one.
 
-A monthly refresh starts from a copy of the last published file, which nationally is
-gigabytes. The copy reads and writes the disk while the steps before this one compute on
+A monthly refresh changes a few months of a file that nationally is gigabytes, so it does
+not rebuild it. The file it replaces is kept as `.analyst.duckdb.spare` (a second name,
+a hard link, made before the replace), and the next publication brings that spare up to
+date with the months changed in the last two publications and publishes it in turn: two
+files take turns, and no refresh copies gigabytes. A spare a reader still has open (an
+analyst's connection from before the last refresh) is locked by DuckDB, so the publication
+starts from a copy of the published file instead, as it does where hard links are not
+available. That copy reads and writes the disk while the steps before this one compute on
 the CPU, so the publication starts it early (`copy_ahead`, in a background thread of the
 same process: the jobs use the in-process executor) and `publish` takes it up.
 """
@@ -200,17 +206,36 @@ PARTITIONED: dict[str, tuple[str | None, str]] = {
     "indicators.members": (changes.INDICATORS, "month = CAST($month || '-01' AS DATE)"),
 }
 CONSUMER = "analyst_database"
+SPARE_CONSUMER = "analyst_database_spare"  # the changes the spare file has not taken in
+FULL = "every table in full"
+IN_SPARE = "changed months only, in the file the last publication replaced"
+IN_COPY = "changed months only, in a copy of the published file"
+
+
+def publish_changes(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str, str] | None = None) -> str:
+    """Publish what changed since the last publication (everything the first time) and move the
+    cursors: the published file's, and the spare's, which is the file just replaced."""
+    pending = changes.pending(conn, CONSUMER)
+    how = publish(conn, target, extra_views, pending=pending, spare_pending=changes.pending(conn, SPARE_CONSUMER))
+    with transaction(conn):
+        if _spare(Path(target)).exists():  # the spare's cursor first: it is the one behind
+            changes.advance(conn, SPARE_CONSUMER, pending.since)
+        else:
+            changes.forget(conn, SPARE_CONSUMER)
+        changes.advance(conn, CONSUMER, pending.upto)
+    return how
 
 
 def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str, str] | None = None,
-            pending: changes.Pending | None = None) -> str:
+            pending: changes.Pending | None = None, spare_pending: changes.Pending | None = None) -> str:
     """Publish the public schemas of the warehouse connection to `target`, atomically.
 
-    With `pending` (what changed since the last publication), the last published file is
-    copied and only the changed months of the large tables are replaced in the copy, so a
-    monthly refresh does not rewrite years of history; the copy is checked against the
-    warehouse (every table's row count and columns) and rebuilt in full if it differs.
-    Returns "incremental" or "full".
+    With `pending` (what changed since the last publication), only the changed months of the
+    large tables are replaced, so a monthly refresh does not rewrite years of history: in the
+    spare file when there is a usable one (`spare_pending` is what it has not taken in), else in
+    a copy of the published file. The result is checked against the warehouse (every table's
+    row count and columns) and rebuilt in full if it differs. The file replaced is kept as the
+    next spare when its position (`pending.since`) is known. Returns how: FULL, IN_SPARE or IN_COPY.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -220,21 +245,75 @@ def publish(conn: duckdb.DuckDBPyConnection, target: Path, extra_views: dict[str
     incremental = pending is not None and not pending.everything and target.exists()
     if not (incremental and copied):
         temporary.unlink(missing_ok=True)
-    how = "full"
-    if incremental:
+    how = FULL
+    if incremental and not copied and _take_spare(target, temporary, spare_pending):
+        if _update_spare(conn, temporary, spare_pending):
+            how = IN_SPARE
+        else:
+            temporary.unlink()
+    if incremental and how == FULL:
         if not copied:
             shutil.copyfile(target, temporary)
         if _update_copy(conn, temporary, pending):
-            how = "incremental"
+            how = IN_COPY
         else:
             temporary.unlink()
-    if how == "full":
+    if how == FULL:
         _copy_all(conn, temporary)
     with duckdb.connect(str(temporary)) as copy:
         _describe(copy, {**VIEWS, **(extra_views or {})})
         copy.execute("CHECKPOINT")
+    _spare(target).unlink(missing_ok=True)
+    if pending is not None and pending.since is not None and target.exists():
+        _keep_as_spare(target)
     os.replace(temporary, target)
     return how
+
+
+def _spare(target: Path) -> Path:
+    return target.with_name(f".{target.name}.spare")
+
+
+def _keep_as_spare(target: Path) -> None:
+    """Give the file about to be replaced a second name, so it outlives the replace as the spare."""
+    try:
+        os.link(target, _spare(target))
+    except OSError as error:  # no hard links on this file system: every publication starts from a copy
+        log.info("no spare kept of %s (%s): the next publication starts from a copy", target.name, error)
+
+
+def _spare_usable(conn: duckdb.DuckDBPyConnection, target: Path) -> bool:
+    """A spare the next publication can bring up to date: present, not the published file itself
+    (a publication stopped between the link and the replace), its cursor known, and not open in a
+    reader (DuckDB's lock refuses a writer then)."""
+    spare = _spare(target)
+    if not spare.exists() or spare.samefile(target) or changes.pending(conn, SPARE_CONSUMER).everything:
+        return False
+    try:
+        duckdb.connect(str(spare)).close()
+    except duckdb.Error:
+        return False
+    return True
+
+
+def _take_spare(target: Path, temporary: Path, pending: changes.Pending | None) -> bool:
+    """Move the spare to this process's working name (from which a stopped run's file is removed)."""
+    spare = _spare(target)
+    if pending is None or pending.everything or not spare.exists():
+        return False
+    if spare.samefile(target):
+        spare.unlink()
+        return False
+    os.replace(spare, temporary)
+    return True
+
+
+def _update_spare(conn: duckdb.DuckDBPyConnection, spare: Path, pending: changes.Pending) -> bool:
+    try:
+        return _update_copy(conn, spare, pending)
+    except duckdb.IOException as error:  # still open in a reader: its lock refuses this writer
+        log.info("the spare of the analysts' database is in use (%s): starting from a copy", error)
+        return False
 
 
 def _temporary(target: Path) -> Path:
@@ -253,10 +332,12 @@ _AHEAD: dict[Path, tuple[threading.Thread, Path, tuple[int, int, int], list[Base
 
 def copy_ahead(conn: duckdb.DuckDBPyConnection, target: Path) -> bool:
     """Start copying the last published file to the temporary name in a background thread, when
-    the next publication will start from it (something changed, and not everything). Returns
+    the next publication will start from it (something changed, not everything, and there is no
+    usable spare). Returns
     whether a copy started; `publish` in this process waits for it and uses it."""
     target = Path(target).resolve()
-    if target in _AHEAD or not target.exists() or changes.pending(conn, CONSUMER).everything:
+    if (target in _AHEAD or not target.exists() or changes.pending(conn, CONSUMER).everything
+            or _spare_usable(conn, target)):
         return False
     operations.remove_stale_publish_files(target)
     temporary = _temporary(target)

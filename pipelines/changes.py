@@ -50,11 +50,13 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.cursors (
 
 @dataclass
 class Pending:
-    """What changed for one consumer: months by subject (None = the whole subject), up to `upto`."""
+    """What changed for one consumer: months by subject (None = the whole subject), after its
+    cursor `since` (None: it has none) and up to `upto`."""
 
     upto: int
     everything: bool
     months: dict[str, set[str | None]] = field(default_factory=dict)
+    since: int | None = None
 
     def months_of(self, subject: str) -> set[str | None]:
         return self.months.get(subject, set())
@@ -94,13 +96,20 @@ def pending(conn: duckdb.DuckDBPyConnection, consumer: str) -> Pending:
         [cursor[0], upto],
     ).fetchall():
         months.setdefault(subject, set()).add(month)
-    return Pending(upto, everything=False, months=months)
+    return Pending(upto, everything=False, months=months, since=cursor[0])
 
 
 def advance(conn: duckdb.DuckDBPyConnection, consumer: str, upto: int) -> None:
+    """Move the cursor; a consumer keeping several must move the one furthest behind first, or the
+    changes it still needs are deleted as taken in by everyone."""
     conn.execute(f"INSERT OR REPLACE INTO {SCHEMA}.cursors VALUES (?, ?)", [consumer, upto])
     # What every consumer has taken in is no longer needed.
     conn.execute(f"""
         DELETE FROM {SCHEMA}.changes
         WHERE sequence <= (SELECT min(sequence) FROM {SCHEMA}.cursors)
     """)
+
+
+def forget(conn: duckdb.DuckDBPyConnection, consumer: str) -> None:
+    """Drop a cursor: the consumer rebuilds everything next time, and holds back no deletion."""
+    conn.execute(f"DELETE FROM {SCHEMA}.cursors WHERE consumer = ?", [consumer])

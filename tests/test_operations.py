@@ -444,6 +444,7 @@ def test_readers_keep_their_data_during_a_refresh_and_new_connections_see_the_ne
     try:
         for reader in readers:
             assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
+        read_by_them = analyst.stat().st_ino
         began = time.monotonic()
         done = run_refresh_process(clean_refresh.landing, out, "2024-04")  # two readers hold the file open
         took = time.monotonic() - began
@@ -462,7 +463,8 @@ def test_readers_keep_their_data_during_a_refresh_and_new_connections_see_the_ne
     runs = read(analyst, "SELECT trigger, status, source_months, files_loaded FROM quality.runs ORDER BY started_at")
     assert runs == [["cli", "success", ["2024-01", "2024-02", "2024-03"], 17],
                     ["cli", "success", ["2024-04"], 5]]
-    assert not list(out.glob(".analyst.duckdb.*"))
+    assert not list(out.glob(".analyst.duckdb.*.tmp*"))
+    assert (out / ".analyst.duckdb.spare").stat().st_ino == read_by_them  # kept, unchanged, for the next refresh
 
 
 @pytest.mark.slow
@@ -657,8 +659,7 @@ def _analyst_publication_setup(clean_refresh, tmp_path):
 
     import duckdb
 
-    from pipelines import analyst_database, changes
-    from pipelines.resources import transaction
+    from pipelines import analyst_database
 
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
@@ -666,11 +667,7 @@ def _analyst_publication_setup(clean_refresh, tmp_path):
     conn = duckdb.connect(str(warehouse))
 
     def publish_as_the_pipeline_does() -> str:
-        pending = changes.pending(conn, analyst_database.CONSUMER)
-        how = analyst_database.publish(conn, published, pending=pending)
-        with transaction(conn):
-            changes.advance(conn, analyst_database.CONSUMER, pending.upto)
-        return how
+        return analyst_database.publish_changes(conn, published)
 
     return conn, published, from_scratch, publish_as_the_pipeline_does
 
@@ -681,7 +678,7 @@ def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_ful
 
     conn, published, from_scratch, publish_as_the_pipeline_does = _analyst_publication_setup(clean_refresh, tmp_path)
 
-    assert publish_as_the_pipeline_does() == "full"  # nothing published here yet
+    assert publish_as_the_pipeline_does() == analyst_database.FULL  # nothing published here yet
     with transaction(conn):  # a month revised: one row withdrawn, one corrected, the indicators recomputed
         conn.execute("DELETE FROM conformed.smoking WHERE source_month = '2024-02' AND smoking_event_id = "
                      "(SELECT min(smoking_event_id) FROM conformed.smoking WHERE source_month = '2024-02')")
@@ -692,7 +689,7 @@ def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_ful
         changes.record(conn, "prescribing", ["2024-02"])
         indicators.compute_month(conn, "2024-02")
     assert changes.pending(conn, analyst_database.CONSUMER).months_of("smoking") == {"2024-02"}
-    assert publish_as_the_pipeline_does() == "incremental"
+    assert publish_as_the_pipeline_does() == analyst_database.IN_COPY
     assert changes.pending(conn, analyst_database.CONSUMER).nothing
     analyst_database.publish(conn, from_scratch)
     assert _table_differences(conn, published, from_scratch) == {}
@@ -700,7 +697,7 @@ def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_ful
     with transaction(conn):  # a change nobody recorded: the counts disagree, so it is published in full
         conn.execute("DELETE FROM conformed.bbv_testing WHERE bbv_event_id = (SELECT min(bbv_event_id) "
                      "FROM conformed.bbv_testing)")
-    assert publish_as_the_pipeline_does() == "full"
+    assert publish_as_the_pipeline_does() == analyst_database.FULL
     analyst_database.publish(conn, from_scratch)
     assert _table_differences(conn, published, from_scratch) == {}
     conn.close()
@@ -724,16 +721,17 @@ def test_the_copy_started_ahead_is_used_only_while_the_published_file_is_unchang
             changes.record(conn, "smoking", ["2024-03"])
 
     assert not analyst_database.copy_ahead(conn, published)  # nothing published yet: nothing to copy
-    assert publish_as_the_pipeline_does() == "full"
+    assert publish_as_the_pipeline_does() == analyst_database.FULL
     revise_smoking()
     assert analyst_database.copy_ahead(conn, published)
     temporary = published.with_name(f".{published.name}.{os.getpid()}.tmp")
-    assert publish_as_the_pipeline_does() == "incremental"
+    assert publish_as_the_pipeline_does() == analyst_database.IN_COPY
     assert not temporary.exists()
     analyst_database.publish(conn, from_scratch)
     assert _table_differences(conn, published, from_scratch) == {}
 
     revise_smoking()
+    published.with_name(f".{published.name}.spare").unlink()  # as where hard links are not available
     assert analyst_database.copy_ahead(conn, published)
     assert not analyst_database.copy_ahead(conn, published)  # one copy at a time
     analyst_database._AHEAD[published.resolve()][0].join()
@@ -741,9 +739,98 @@ def test_the_copy_started_ahead_is_used_only_while_the_published_file_is_unchang
         stale.execute("DELETE FROM conformed.bbv_testing WHERE source_month = '2024-01'")
     shutil.copyfile(published, tmp_path / "replacement")
     os.replace(tmp_path / "replacement", published)  # published again by someone else meanwhile
-    assert publish_as_the_pipeline_does() == "incremental"  # from a new copy: the stale one would fail its check
+    # from a new copy: the stale one would fail its check
+    assert publish_as_the_pipeline_does() == analyst_database.IN_COPY
     analyst_database.publish(conn, from_scratch)
     assert _table_differences(conn, published, from_scratch) == {}
+    conn.close()
+
+
+HOLD_OPEN_SCRIPT = """
+import duckdb, sys
+conn = duckdb.connect(sys.argv[1], read_only=True)
+print(conn.execute("SELECT count(*) FROM conformed.smoking").fetchone()[0], flush=True)
+sys.stdin.read()
+print(conn.execute("SELECT count(*) FROM conformed.smoking").fetchone()[0], flush=True)
+"""
+
+
+def test_the_replaced_file_is_kept_and_published_next_unless_a_reader_still_has_it_open(clean_refresh, tmp_path):
+    import os
+
+    from pipelines import analyst_database, changes
+    from pipelines.resources import transaction
+
+    conn, published, from_scratch, publish_as_the_pipeline_does = _analyst_publication_setup(clean_refresh, tmp_path)
+    spare = published.with_name(f".{published.name}.spare")
+
+    def revise_smoking(month: str) -> None:
+        with transaction(conn):
+            conn.execute("DELETE FROM conformed.smoking WHERE smoking_event_id = (SELECT min(smoking_event_id) "
+                         "FROM conformed.smoking WHERE source_month = ?)", [month])
+            changes.record(conn, "smoking", [month])
+            # the steps before the analysts' database take the change in (what all took in is deleted)
+            conn.execute("UPDATE pipeline.cursors SET sequence = (SELECT max(sequence) FROM pipeline.changes) "
+                         "WHERE consumer NOT IN (?, ?)", [analyst_database.CONSUMER, analyst_database.SPARE_CONSUMER])
+
+    def equals_a_full_publication() -> bool:
+        analyst_database.publish(conn, from_scratch)
+        return _table_differences(conn, published, from_scratch) == {}
+
+    assert publish_as_the_pipeline_does() == analyst_database.FULL
+    assert not spare.exists()  # the first file: nothing replaced
+    first = published.stat().st_ino
+    revise_smoking("2024-01")
+    assert publish_as_the_pipeline_does() == analyst_database.IN_COPY  # from a copy: there was no spare
+    second = published.stat().st_ino
+    assert spare.stat().st_ino == first
+    revise_smoking("2024-02")
+    assert not analyst_database.copy_ahead(conn, published)  # the spare will be used: nothing to copy
+    assert publish_as_the_pipeline_does() == analyst_database.IN_SPARE
+    assert published.stat().st_ino == first  # the spare, brought up to date with both months, published
+    assert spare.stat().st_ino == second
+    assert equals_a_full_publication()
+
+    # analysts who opened the file before the last refresh still have it (now the spare) open
+    readers = []
+
+    def hold_spare_open() -> str:
+        readers.append(subprocess.Popen([sys.executable, "-c", HOLD_OPEN_SCRIPT, str(spare)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        seen = readers[-1].stdout.readline().strip()
+        assert seen, readers[-1].stderr.read()
+        return seen
+
+    try:
+        seen_first = [hold_spare_open()]
+        revise_smoking("2024-03")
+        assert analyst_database.copy_ahead(conn, published)  # DuckDB's lock refuses a writer: copy instead
+        assert publish_as_the_pipeline_does() == analyst_database.IN_COPY
+        third = published.stat().st_ino
+        assert third not in (first, second)
+        assert spare.stat().st_ino == first
+        assert equals_a_full_publication()
+        seen_first.append(hold_spare_open())
+        revise_smoking("2024-03")
+        # the spare is refused: a copy, not one started early
+        assert publish_as_the_pipeline_does() == analyst_database.IN_COPY
+        assert published.stat().st_ino not in (first, second, third)
+        assert spare.stat().st_ino == third
+        assert equals_a_full_publication()
+    finally:
+        seen_last = [reader.communicate("", timeout=60) for reader in readers]
+    for reader, before, (after, errors) in zip(readers, seen_first, seen_last, strict=True):
+        assert reader.returncode == 0, errors[-3000:]
+        assert after.strip() == before  # its file was not written to
+
+    # a publication stopped between keeping the spare and the replace leaves the spare as the file itself
+    spare.unlink()
+    os.link(published, spare)
+    revise_smoking("2024-01")
+    assert analyst_database.copy_ahead(conn, published)
+    assert publish_as_the_pipeline_does() == analyst_database.IN_COPY
+    assert equals_a_full_publication()
+    assert spare.stat().st_ino != published.stat().st_ino
     conn.close()
 
 
