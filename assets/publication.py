@@ -8,13 +8,15 @@ import time
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
-from pipelines import action_lists, analyst_database, drilldown, publication, report, spreadsheet
+from assets.validation import AUDIT_CONSUMER
+from pipelines import action_lists, analyst_database, drilldown, expectations, publication, report, spreadsheet
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
 log = logging.getLogger("prisonhealth.publication")
 ANALYST_DATABASE = dg.AssetKey(["analyst_database"])
 REPORT = dg.AssetKey(["report"])
+AUDIT = dg.AssetKey(["quality", "expectation_results"])
 
 
 def comparison_counts_markdown(conn) -> str:
@@ -47,8 +49,11 @@ def comparison_counts_markdown(conn) -> str:
 )
 def indicator_values(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
                      warehouse: Warehouse) -> dg.MaterializeResult:
+    selected = context.job_def.asset_layer.selected_asset_keys
     with warehouse.get_connection() as conn:
-        if ANALYST_DATABASE in context.job_def.asset_layer.selected_asset_keys:  # its copy runs beside this step
+        if AUDIT in selected:  # its suites run in a second process beside this step and the next
+            expectations.audit_ahead(conn, AUDIT_CONSUMER, context.run_id)
+        if ANALYST_DATABASE in selected:  # its copy, when it needs one, runs beside this step
             analyst_database.copy_ahead(conn, settings.out_path / "analyst.duckdb")
         with transaction(conn):
             counts = publication.update_indicator_values(conn, BY_CODE)
@@ -77,8 +82,7 @@ def published_indicator_values(context: dg.AssetExecutionContext, settings: Pris
 
 @dg.asset(
     key=ANALYST_DATABASE,
-    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"]),
-          dg.AssetKey(["quality", "runs"])],
+    deps=[published_indicator_values.key, AUDIT, dg.AssetKey(["quality", "runs"])],
     group_name="publication",
     kinds={"duckdb"},
     description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment on "
@@ -106,7 +110,7 @@ def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings
 
 @dg.asset(
     key=REPORT,
-    deps=[published_indicator_values.key, dg.AssetKey(["quality", "expectation_results"])],
+    deps=[published_indicator_values.key, AUDIT],
     group_name="publication",
     kinds={"html", "plotly"},
     description="The published report under <out>/report/: overview of the twelve headline indicators, a page "

@@ -95,8 +95,8 @@ AUDIT_CONSUMER = "expectation_audit"
     group_name="validation_audit",
     kinds={"great_expectations", "duckdb"},
     deps=[a.key for a in CONFORMED_ASSETS] + [dg.AssetKey(["conformed", t.name]) for t in contract.REFERENCES],
-    # Last among the steps ready with it: after published.indicator_values, so the workbook written
-    # ahead from that table (a second process) runs while this step keeps one core busy in Python.
+    # Last among the steps ready with it: after the publication's first steps, which start its suites
+    # in a second process (expectations.audit_ahead) that has the other core meanwhile.
     op_tags={"dagster/priority": "-1"},
     check_specs=[dg.AssetCheckSpec(AUDIT_CHECK, asset=["quality", "expectation_results"],
                                    description="Great Expectations flags exactly the rows the SQL rules "
@@ -108,20 +108,14 @@ AUDIT_CONSUMER = "expectation_audit"
 def expectation_results(context: dg.AssetExecutionContext, warehouse: Warehouse):
     problems, audited = [], []
     with warehouse.get_connection() as conn:
+        # Only the months changed since the last audit: earlier ones were audited when they changed.
         pending = changes.pending(conn, AUDIT_CONSUMER)
-        for table in (*contract.SOURCES, *contract.REFERENCES):
-            # Only the months changed since the last audit: earlier ones were audited when they changed.
-            months = None
-            if not pending.everything:
-                changed = pending.months_of(table.name)
-                if not changed:
-                    continue
-                months = None if None in changed or not table.is_event else changed
-            results, disagreements = expectations.audit(conn, table, months)
+        for done in expectations.audit_changes(conn, pending, context.run_id):
             with transaction(conn):
-                expectations.store_results(conn, table, results, months)
-            problems += disagreements
-            audited.append(table.name if months is None else f"{table.name} {', '.join(sorted(months))}")
+                expectations.store_results(conn, done.table, done.results, done.months)
+            problems += done.disagreements
+            audited.append(done.table.name if done.months is None
+                           else f"{done.table.name} {', '.join(sorted(done.months))}")
         with transaction(conn):
             changes.advance(conn, AUDIT_CONSUMER, pending.upto)
         failing = conn.execute("""

@@ -6,21 +6,34 @@ and versioned. Each expectation carries the contract reason code in its `meta`.
 The suite runs on the month's judged frame (raw text as `raw__<column>`, typed
 values under the conformed names) with GX 1.x directly: the `dagster-ge`
 integration pins GX below 1.0, and GX has no DuckDB engine, so pandas it is.
+
+GX is Python on one core, and importing it takes seconds, so a run that publishes starts
+the audit's suites in a second process when the publication begins (`audit_ahead`): the
+rows to audit are read then, and the audit step takes up the results (`audit_changes`).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import pickle
+import shutil
+import sys
+import tempfile
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
-from pipelines import contract
+from pipelines import changes, children, contract
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+log = logging.getLogger("prisonhealth.expectations")
 SUITE_DIR = Path(__file__).resolve().parents[1] / "expectations"
 _PATTERNS = {
     "datetime": contract.DATETIME_PATTERN,
@@ -188,14 +201,27 @@ def audit(conn, table: contract.Table, months: Iterable[str] | None = None) -> t
     the set-aside rows gives the same failing counts as on every row, at a fraction
     of GX's cost on a national month.
     """
+    frame = judged_frame(conn, table, months)
+    if frame.empty:
+        return [], []
+    results = run_suite(table, frame, prison_codes(conn))
+    return results, disagreements(table, frame, results)
+
+
+def judged_frame(conn, table: contract.Table, months: Iterable[str] | None = None) -> pd.DataFrame:
+    """The rows validation set aside (of `months` only, when given), judged as the suite reads them."""
     from pipelines import validation
 
     judged = validation.judge_sql(table, quarantined_rows_condition(table, months))
-    frame = conn.execute(f"SELECT * EXCLUDE (original_row) FROM ({judged})").df()
-    if frame.empty:
-        return [], []
-    prisons = [r[0] for r in conn.execute("SELECT prison_code FROM conformed.prisons").fetchall()]
-    results = run_suite(table, frame, prisons)
+    return conn.execute(f"SELECT * EXCLUDE (original_row) FROM ({judged})").df()
+
+
+def prison_codes(conn) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT prison_code FROM conformed.prisons").fetchall()]
+
+
+def disagreements(table: contract.Table, frame: pd.DataFrame, results: list[dict]) -> list[str]:
+    """Rows where the suite's results and the quarantine (the frame's `reason`) disagree."""
     flagged: dict[tuple, set[str]] = {}
     for result in results:
         for row in result["rows"]:
@@ -208,7 +234,106 @@ def audit(conn, table: contract.Table, months: Iterable[str] | None = None) -> t
                 for m, line in sorted(set(flagged) | set(quarantined), key=str)
                 if not flagged.get((m, line)) or (m, line) not in quarantined
                 or min(flagged[(m, line)], key=contract.REASONS.index) != quarantined[(m, line)]]
-    return results, problems
+    return problems
+
+
+def audit_scope(pending: changes.Pending) -> list[tuple[contract.Table, set[str] | None]]:
+    """The tables to audit for what changed since the last audit, each with its months (None:
+    all of them, the first time, for a reference table, or when a whole source changed)."""
+    scope = []
+    for table in (*contract.SOURCES, *contract.REFERENCES):
+        months = None
+        if not pending.everything:
+            changed = pending.months_of(table.name)
+            if not changed:
+                continue
+            months = None if None in changed or not table.is_event else changed
+        scope.append((table, months))
+    return scope
+
+
+@dataclass
+class Audited:
+    table: contract.Table
+    months: set[str] | None
+    results: list[dict]
+    disagreements: list[str]
+
+
+def audit_changes(conn: duckdb.DuckDBPyConnection, pending: changes.Pending, run_id: str | None = None
+                  ) -> list[Audited]:
+    """Audit what changed since the last audit: with the suites this run started ahead when the
+    audited tables have not changed since (the same rows), otherwise here and now."""
+    ahead = _AHEAD.pop(run_id, None)
+    if ahead is not None and not ahead.current(conn):
+        ahead.cancel()
+        ahead = None
+    if ahead is None:
+        return [Audited(table, months, *audit(conn, table, months)) for table, months in audit_scope(pending)]
+    results = ahead.results()
+    return [Audited(table, months, results.get(table.name, []),
+                    disagreements(table, ahead.frames[table.name], results.get(table.name, [])))
+            for table, months in ahead.scope]
+
+
+class AuditProcess:
+    """The suites of an audit run by a second Python process (pipelines.children), on the rows
+    read when it started (`frames`); `results()` waits for them."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, pending: changes.Pending):
+        self.upto = pending.upto
+        self.scope = audit_scope(pending)
+        self.frames = {table.name: judged_frame(conn, table, months) for table, months in self.scope}
+        self._folder = Path(tempfile.mkdtemp(prefix="prisonhealth-audit-"))  # private to this user
+        inputs = self._folder / "inputs.pickle"
+        inputs.write_bytes(pickle.dumps(({n: f for n, f in self.frames.items() if not f.empty}, prison_codes(conn))))
+        with open(self._folder / "errors.txt", "w") as errors:  # a file, not a pipe the child could fill
+            self._process = children.start("pipelines.expectations", str(inputs), str(self._folder / "results.pickle"),
+                                           stderr=errors)
+
+    def current(self, conn: duckdb.DuckDBPyConnection) -> bool:
+        """No audited table changed since the rows were read."""
+        subjects = [table.name for table in (*contract.SOURCES, *contract.REFERENCES)]
+        (later,) = conn.execute(f"SELECT count(*) FROM {changes.SCHEMA}.changes WHERE sequence > ? AND subject IN "
+                                f"({', '.join('?' for _ in subjects)})", [self.upto, *subjects]).fetchone()
+        return later == 0
+
+    def results(self) -> dict[str, list[dict]]:
+        """Each audited table's suite results; RuntimeError with the child's error if it failed."""
+        began = time.monotonic()
+        try:
+            self._process.wait()
+            log.info("waited %.1f s for the Great Expectations suites", time.monotonic() - began)
+            if self._process.returncode != 0:
+                errors = (self._folder / "errors.txt").read_text()
+                raise RuntimeError(f"the Great Expectations suites failed:\n{errors[-3000:]}")
+            return pickle.loads((self._folder / "results.pickle").read_bytes())
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def cancel(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+_AHEAD: dict[str, AuditProcess] = {}  # run id -> the suites it started
+
+
+def audit_ahead(conn: duckdb.DuckDBPyConnection, consumer: str, run_id: str) -> None:
+    """Start the suites of this run's audit step in a second process (see the module docstring)."""
+    for process in _AHEAD.values():
+        process.cancel()
+    _AHEAD.clear()
+    _AHEAD[run_id] = AuditProcess(conn, changes.pending(conn, consumer))
+
+
+@atexit.register
+def _stop_unused_audits() -> None:
+    """A run that stopped before its audit step leaves its suites running: stop them with the process."""
+    for process in _AHEAD.values():
+        process.cancel()
+    _AHEAD.clear()
 
 
 def store_results(conn, table: contract.Table, results: list[dict], months: Iterable[str] | None = None) -> None:
@@ -234,3 +359,10 @@ def failing_rules_markdown(failures: list[tuple[str, str, int]] | None) -> str:
     lines = ["| rule | reason | rows failing |", "|---|---|---:|"]
     lines += [f"| {rule} | {reason} | {n:,} |" for reason, rule, n in failures]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # the second process of AuditProcess: python -m pipelines.expectations <inputs> <results>
+    inputs, output = Path(sys.argv[1]), Path(sys.argv[2])
+    frames, prisons = pickle.loads(inputs.read_bytes())
+    output.write_bytes(pickle.dumps({name: run_suite(contract.TABLES[name], frame, prisons)
+                                     for name, frame in frames.items()}))

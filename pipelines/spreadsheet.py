@@ -21,7 +21,6 @@ import atexit
 import logging
 import os
 import pickle
-import subprocess
 import sys
 import time
 import warnings
@@ -31,7 +30,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines import report, settings
+from pipelines import children, report
 
 COLUMNS = (
     "Period type", "Period", "Period start", "Period end", "Geography level", "Area code", "Area name",
@@ -178,11 +177,7 @@ class SpreadsheetProcess:
         self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self._inputs = self.path.with_name(f".{self.path.name}.{os.getpid()}.pickle")
         self._inputs.write_bytes(pickle.dumps((self._temporary, *inputs, synthetic)))
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.spreadsheet", str(self._inputs)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.PROJECT_ROOT),
-                                                                          os.environ.get("PYTHONPATH")]))})
+        self._process = children.start("pipelines.spreadsheet", str(self._inputs))
 
     def result(self) -> Path:
         """Wait for the workbook; its path, or RuntimeError with the child's error."""
@@ -209,10 +204,8 @@ def start_spreadsheet(publication, path: Path, *, synthetic: bool = True) -> Spr
     `.result()` waits for it.
 
     gptables writes cell by cell in pure Python, a large part of the report's time nationally,
-    while the other core stays idle. The child gets only the workbook's rows (a fraction of the
-    publication, through a pickle file beside the workbook) and no database connection. A plain
-    subprocess rather than multiprocessing: "fork" would copy DuckDB's and Dagster's threads,
-    and "spawn" re-runs the caller's main script, which an analyst's script may not guard."""
+    while the other core stays idle. The child (pipelines.children) gets only the workbook's rows
+    (a fraction of the publication, through a pickle file beside the workbook)."""
     return SpreadsheetProcess(path, _workbook_inputs(publication), synthetic)
 
 

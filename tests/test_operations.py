@@ -574,7 +574,7 @@ def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh,
     core) runs, and the report step takes that one up rather than writing another."""
     import shutil
 
-    from pipelines import resources, spreadsheet
+    from pipelines import expectations, resources, spreadsheet
     from pipelines.definitions import build_definitions
 
     out = tmp_path / "out"
@@ -582,10 +582,13 @@ def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh,
     shutil.copyfile(clean_refresh.out / "warehouse.duckdb", out / "warehouse.duckdb")
     monkeypatch.setenv("PRISONHEALTH_LANDING", str(clean_refresh.landing))
     monkeypatch.setenv("PRISONHEALTH_OUT", str(out))
-    started = []
+    started, audits = [], []
     original = spreadsheet.start_spreadsheet
     monkeypatch.setattr(spreadsheet, "start_spreadsheet",
                         lambda *a, **k: started.append(time.time()) or original(*a, **k))
+    original_audit = expectations.AuditProcess
+    monkeypatch.setattr(expectations, "AuditProcess",
+                        lambda *a, **k: audits.append(time.time()) or original_audit(*a, **k))
     keys = [dg.AssetKey(k) for k in (["indicators", "indicator_values"], ["published", "indicator_values"],
                                      ["quality", "expectation_results"], ["report"])]
     job = build_definitions().resolve_job_def("refresh_job")
@@ -600,8 +603,61 @@ def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh,
         resources.release(out / "warehouse.duckdb")
     assert len(started) == 1
     assert step_starts["published__indicator_values"] < started[0] < step_starts["quality__expectation_results"]
+    # the audit's suites were started in the publication's first step, and taken up by the audit
+    assert len(audits) == 1
+    assert step_starts["indicators__indicator_values"] < audits[0] < step_starts["published__indicator_values"]
+    assert not expectations._AHEAD
     assert sorted(p.name for p in (out / "report").iterdir() if p.is_file() and p.suffix != ".html") == [
         "prison-health-indicators.xlsx"]
+
+
+def test_the_audit_started_ahead_gives_the_audit_in_process_unless_its_tables_changed_since(clean_refresh, tmp_path,
+                                                                                          caplog):
+    import logging
+    import shutil
+    import tempfile
+
+    import duckdb
+
+    from assets.validation import AUDIT_CONSUMER
+    from pipelines import changes, expectations
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
+    conn = duckdb.connect(str(warehouse))
+    conn.execute("DELETE FROM pipeline.cursors WHERE consumer = ?", [AUDIT_CONSUMER])  # audit everything
+    pending = changes.pending(conn, AUDIT_CONSUMER)
+    leftovers = set(Path(tempfile.gettempdir()).glob("prisonhealth-audit-*"))
+
+    def summary(audited: list) -> list:
+        return [(a.table.name, a.months, [(r["expectation"], r["column"], r["unexpected_count"], r["rows"])
+                                          for r in a.results], a.disagreements) for a in audited]
+
+    in_process = summary(expectations.audit_changes(conn, pending))
+    assert sum(r[2] for *_, results, _ in in_process for r in results) > 0  # the sample has rows set aside
+    with caplog.at_level(logging.INFO, logger="prisonhealth.expectations"):
+        expectations.audit_ahead(conn, AUDIT_CONSUMER, "run-1")
+        assert summary(expectations.audit_changes(conn, pending, "run-1")) == in_process
+    assert "waited" in caplog.text and "Great Expectations suites" in caplog.text  # taken up, not redone
+
+    caplog.clear()
+    expectations.audit_ahead(conn, AUDIT_CONSUMER, "run-2")
+    withdrawn = conn.execute("""
+        SELECT month, line FROM quality.quarantine WHERE source = 'smoking' AND reason <> 'malformed_row'
+        ORDER BY month, line LIMIT 1""").fetchone()
+    conn.execute("DELETE FROM quality.quarantine WHERE source = 'smoking' AND month = ? AND line = ?", withdrawn)
+    changes.record(conn, "smoking", [withdrawn[0]])  # a table audited changed after the suites started
+    with caplog.at_level(logging.INFO, logger="prisonhealth.expectations"):
+        redone = summary(expectations.audit_changes(conn, changes.pending(conn, AUDIT_CONSUMER), "run-2"))
+    assert "Great Expectations suites" not in caplog.text  # redone here, on the rows as they are now
+
+    def smoking_rows(audited: list) -> set:
+        return {row for name, _, results, _ in audited if name == "smoking" for *_, rows in results for row in rows}
+
+    assert withdrawn in smoking_rows(in_process) and withdrawn not in smoking_rows(redone)
+    assert not expectations._AHEAD
+    assert set(Path(tempfile.gettempdir()).glob("prisonhealth-audit-*")) == leftovers
+    conn.close()
 
 
 @pytest.mark.slow
