@@ -168,10 +168,10 @@ from pipelines import contract, indicators, settings
 db, months = sys.argv[1], sys.argv[2].split(",")
 conn = duckdb.connect(db, config=settings.duckdb_config())
 t = time.monotonic()
-conn.execute("BEGIN")
-for month in months:
+for month in months:  # a transaction per month, as the pipeline computes them; rolled back, to leave the warehouse
+    conn.execute("BEGIN")
     indicators.compute_month(conn, month)
-conn.execute("ROLLBACK")
+    conn.execute("ROLLBACK")
 indicator_seconds = time.monotonic() - t
 t = time.monotonic()
 scanned = 0
