@@ -361,7 +361,7 @@ def write_results(results: dict, landing: Path) -> None:
     for key, history in (("catch_up", results["months"]), ("catch_up_12_months", 12)):
         if results.get(key):
             lines.append(f"| first monthly refresh after the backfill, {history} months of history (not in the "
-                         f"medians: it starts the analysts' database from a copy) "
+                         f"medians: after a new backfill it starts the analysts' database from a copy) "
                          f"| {results[key]['seconds']:.1f} s | | | | |")
     if backfill:
         note = f" ({backfill['note']})" if "note" in backfill else ""
