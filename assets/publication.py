@@ -86,9 +86,9 @@ def published_indicator_values(context: dg.AssetExecutionContext, settings: Pris
     group_name="publication",
     kinds={"duckdb"},
     description="analyst.duckdb: the conformed, indicators, published and quality schemas with a comment on "
-    "every table and column, replaced atomically so open readers are never disturbed (a copy of the last one "
-    "with the changed months replaced); and the RESTRICTED "
-    "action lists (one CSV per prison) under <out>/restricted/action-lists/.",
+    "every table and column, replaced atomically so open readers are never disturbed (the file replaced last "
+    "time, kept as .analyst.duckdb.spare, or else a copy of the last one, with the changed months replaced); and "
+    "the RESTRICTED action lists (one CSV per prison) under <out>/restricted/action-lists/.",
 )
 def analyst_db(context: dg.AssetExecutionContext, settings: PrisonHealthSettings,
                warehouse: Warehouse) -> dg.MaterializeResult:

@@ -99,6 +99,14 @@ def pending(conn: duckdb.DuckDBPyConnection, consumer: str) -> Pending:
     return Pending(upto, everything=False, months=months, since=cursor[0])
 
 
+def changed_since(conn: duckdb.DuckDBPyConnection, sequence: int, subjects: Iterable[str]) -> bool:
+    """Whether any of the subjects changed after position `sequence` of the log."""
+    subjects = list(subjects)
+    (later,) = conn.execute(f"SELECT count(*) FROM {SCHEMA}.changes WHERE sequence > ? AND list_contains(?, subject)",
+                            [sequence, subjects]).fetchone()
+    return later > 0
+
+
 def advance(conn: duckdb.DuckDBPyConnection, consumer: str, upto: int) -> None:
     """Move the cursor; a consumer keeping several must move the one furthest behind first, or the
     changes it still needs are deleted as taken in by everyone."""

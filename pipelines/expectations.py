@@ -293,10 +293,7 @@ class AuditProcess:
 
     def current(self, conn: duckdb.DuckDBPyConnection) -> bool:
         """No audited table changed since the rows were read."""
-        subjects = [table.name for table in (*contract.SOURCES, *contract.REFERENCES)]
-        (later,) = conn.execute(f"SELECT count(*) FROM {changes.SCHEMA}.changes WHERE sequence > ? AND subject IN "
-                                f"({', '.join('?' for _ in subjects)})", [self.upto, *subjects]).fetchone()
-        return later == 0
+        return not changes.changed_since(conn, self.upto, (t.name for t in (*contract.SOURCES, *contract.REFERENCES)))
 
     def results(self) -> dict[str, list[dict]]:
         """Each audited table's suite results; RuntimeError with the child's error if it failed."""
@@ -322,9 +319,7 @@ _AHEAD: dict[str, AuditProcess] = {}  # run id -> the suites it started
 
 def audit_ahead(conn: duckdb.DuckDBPyConnection, consumer: str, run_id: str) -> None:
     """Start the suites of this run's audit step in a second process (see the module docstring)."""
-    for process in _AHEAD.values():
-        process.cancel()
-    _AHEAD.clear()
+    _stop_unused_audits()
     _AHEAD[run_id] = AuditProcess(conn, changes.pending(conn, consumer))
 
 
