@@ -8,8 +8,16 @@ import time
 import dagster as dg
 
 from assets.indicators import CATALOGUE, indicator_key
-from assets.validation import AUDIT_CONSUMER
-from pipelines import action_lists, analyst_database, drilldown, expectations, publication, report, spreadsheet
+from pipelines import (
+    action_lists,
+    analyst_database,
+    drilldown,
+    expectations,
+    operations,
+    publication,
+    report,
+    spreadsheet,
+)
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
 BY_CODE = {i.code: i for i in CATALOGUE}
@@ -51,8 +59,8 @@ def indicator_values(context: dg.AssetExecutionContext, settings: PrisonHealthSe
                      warehouse: Warehouse) -> dg.MaterializeResult:
     selected = context.job_def.asset_layer.selected_asset_keys
     with warehouse.get_connection() as conn:
-        if AUDIT in selected:  # its suites run in a second process beside this step and the next
-            expectations.audit_ahead(conn, AUDIT_CONSUMER, context.run_id)
+        if AUDIT in selected:  # its suites run in a second process (unless the refresh started them earlier)
+            expectations.audit_ahead(conn, operations.refresh_group(context.run))
         if ANALYST_DATABASE in selected:  # its copy, when it needs one, runs beside this step
             analyst_database.copy_ahead(conn, settings.out_path / "analyst.duckdb")
         with transaction(conn):

@@ -10,7 +10,7 @@ rejected or too many rows were set aside.
 
 import dagster as dg
 
-from pipelines import changes, contract, expectations, validation
+from pipelines import changes, contract, expectations, operations, validation
 from pipelines.partitions import MONTHS
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
@@ -87,7 +87,6 @@ def conformed_source_asset(table: contract.Table) -> dg.AssetsDefinition:
 
 CONFORMED_ASSETS = [conformed_source_asset(t) for t in contract.SOURCES]
 AUDIT_CHECK = "expectation_suites_agree_with_quarantine"
-AUDIT_CONSUMER = "expectation_audit"
 
 
 @dg.asset(
@@ -95,8 +94,8 @@ AUDIT_CONSUMER = "expectation_audit"
     group_name="validation_audit",
     kinds={"great_expectations", "duckdb"},
     deps=[a.key for a in CONFORMED_ASSETS] + [dg.AssetKey(["conformed", t.name]) for t in contract.REFERENCES],
-    # Last among the steps ready with it: after the publication's first steps, which start its suites
-    # in a second process (expectations.audit_ahead) that has the other core meanwhile.
+    # Last among the steps ready with it: after the publication's first steps, while its suites run in
+    # a second process (expectations.audit_ahead, started by the refresh or the publication's first step).
     op_tags={"dagster/priority": "-1"},
     check_specs=[dg.AssetCheckSpec(AUDIT_CHECK, asset=["quality", "expectation_results"],
                                    description="Great Expectations flags exactly the rows the SQL rules "
@@ -109,15 +108,14 @@ def expectation_results(context: dg.AssetExecutionContext, warehouse: Warehouse)
     problems, audited = [], []
     with warehouse.get_connection() as conn:
         # Only the months changed since the last audit: earlier ones were audited when they changed.
-        pending = changes.pending(conn, AUDIT_CONSUMER)
-        for done in expectations.audit_changes(conn, pending, context.run_id):
+        pending = changes.pending(conn, expectations.CONSUMER)
+        for done in expectations.audit_changes(conn, pending, operations.refresh_group(context.run)):
             with transaction(conn):
                 expectations.store_results(conn, done.table, done.results, done.months)
             problems += done.disagreements
-            audited.append(done.table.name if done.months is None
-                           else f"{done.table.name} {', '.join(sorted(done.months))}")
+            audited.append(expectations.scope_label(done.table, done.months))
         with transaction(conn):
-            changes.advance(conn, AUDIT_CONSUMER, pending.upto)
+            changes.advance(conn, expectations.CONSUMER, pending.upto)
         failing = conn.execute("""
             SELECT source, expectation, "column", reason, sum(rows_failing) FROM quality.expectation_results
             GROUP BY ALL ORDER BY ALL""").fetchall()

@@ -11,10 +11,11 @@
 - the analysts' database update on a copy of `analyst.duckdb` (deleted afterwards): the
   latest three months' member rows, every other table, and the commit.
 
-In a refresh some overlap: the workbook is written by a second process beside the expectation
-audit and the analysts' file is copied ahead in a thread, so they compete for two cores and the
-page cache (`benchmarks/results.md` has the steps' times). Here each runs alone, which says what
-each costs, not what a refresh waits for. Nothing the pipeline publishes is changed.
+In a refresh some overlap: the workbook is written by a second process beside the report's
+pages, the Great Expectations suites by another beside the indicator months, and the analysts'
+file, when there is no spare to update, is copied ahead in a thread, so they compete for two
+cores and the page cache (`benchmarks/results.md` has the steps' times). Here each runs alone,
+which says what each costs, not what a refresh waits for. Nothing the pipeline publishes is changed.
 """
 
 from __future__ import annotations

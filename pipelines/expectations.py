@@ -7,9 +7,13 @@ The suite runs on the month's judged frame (raw text as `raw__<column>`, typed
 values under the conformed names) with GX 1.x directly: the `dagster-ge`
 integration pins GX below 1.0, and GX has no DuckDB engine, so pandas it is.
 
-GX is Python on one core, and importing it takes seconds, so a run that publishes starts
-the audit's suites in a second process when the publication begins (`audit_ahead`): the
-rows to audit are read then, and the audit step takes up the results (`audit_changes`).
+GX is Python on one core, and importing it takes seconds, so the audit's suites run in a
+second process started ahead (`audit_ahead`): the rows to audit are read then, and the audit
+step takes up the results (`audit_changes`) unless an audited table changed since. A run that
+publishes starts them when the publication begins; `prisonhealth refresh` starts them earlier,
+once the source months are loaded, so they have the core the indicator months leave idle (the
+indicator SQL mostly keeps one core busy). Both key them by the refresh, so the run's step
+keeps the suites the refresh started rather than starting them again.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pipelines import changes, children, contract
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 log = logging.getLogger("prisonhealth.expectations")
+CONSUMER = "expectation_audit"  # the audit's cursor in pipeline.cursors
 SUITE_DIR = Path(__file__).resolve().parents[1] / "expectations"
 _PATTERNS = {
     "datetime": contract.DATETIME_PATTERN,
@@ -252,6 +257,10 @@ def audit_scope(pending: changes.Pending) -> list[tuple[contract.Table, set[str]
     return scope
 
 
+def scope_label(table: contract.Table, months: set[str] | None) -> str:
+    return table.name if months is None else f"{table.name} {', '.join(sorted(months))}"
+
+
 @dataclass
 class Audited:
     table: contract.Table
@@ -260,11 +269,11 @@ class Audited:
     disagreements: list[str]
 
 
-def audit_changes(conn: duckdb.DuckDBPyConnection, pending: changes.Pending, run_id: str | None = None
+def audit_changes(conn: duckdb.DuckDBPyConnection, pending: changes.Pending, key: str | None = None
                   ) -> list[Audited]:
-    """Audit what changed since the last audit: with the suites this run started ahead when the
+    """Audit what changed since the last audit: with the suites started ahead under `key` when the
     audited tables have not changed since (the same rows), otherwise here and now."""
-    ahead = _AHEAD.pop(run_id, None)
+    ahead = _AHEAD.pop(key, None)
     if ahead is not None and not ahead.current(conn):
         ahead.cancel()
         ahead = None
@@ -314,13 +323,18 @@ class AuditProcess:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
-_AHEAD: dict[str, AuditProcess] = {}  # run id -> the suites it started
+_AHEAD: dict[str, AuditProcess] = {}  # refresh (or run) id -> the suites started for its audit step
 
 
-def audit_ahead(conn: duckdb.DuckDBPyConnection, consumer: str, run_id: str) -> None:
-    """Start the suites of this run's audit step in a second process (see the module docstring)."""
+def audit_ahead(conn: duckdb.DuckDBPyConnection, key: str) -> None:
+    """Start the suites of the audit step of refresh or run `key` in a second process (see the
+    module docstring), unless those started for it earlier are still current."""
+    if key in _AHEAD and _AHEAD[key].current(conn):
+        return
     _stop_unused_audits()
-    _AHEAD[run_id] = AuditProcess(conn, changes.pending(conn, consumer))
+    _AHEAD[key] = AuditProcess(conn, changes.pending(conn, CONSUMER))
+    log.info("started the Great Expectations suites on %s",
+             ", ".join(scope_label(t, m) for t, m in _AHEAD[key].scope) or "nothing changed")
 
 
 @atexit.register

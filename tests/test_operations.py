@@ -611,6 +611,22 @@ def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh,
         "prison-health-indicators.xlsx"]
 
 
+def test_a_refresh_starts_the_suites_once_its_sources_are_loaded(clean_refresh):
+    """The clean refresh's log: the suites start between the last source month and the first indicator
+    month, and the audit step takes them up rather than starting them again."""
+    log_file = min((clean_refresh.out / "logs").glob("refresh-*.log"))  # the fixture's: later tests refresh again
+    lines = log_file.read_text().splitlines()
+
+    def first(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    started = [i for i, line in enumerate(lines) if "started the Great Expectations suites" in line]
+    assert len(started) == 1
+    assert first("[3/3] sources 2024-03 steps") < started[0] < first("indicators 2024-01 steps")
+    assert "reception_screening" in lines[started[0]] and "prescribing" in lines[started[0]]
+    assert started[0] < first("for the Great Expectations suites") < first("publication steps")
+
+
 def test_the_audit_started_ahead_gives_the_audit_in_process_unless_its_tables_changed_since(clean_refresh, tmp_path,
                                                                                           caplog):
     import logging
@@ -619,14 +635,13 @@ def test_the_audit_started_ahead_gives_the_audit_in_process_unless_its_tables_ch
 
     import duckdb
 
-    from assets.validation import AUDIT_CONSUMER
     from pipelines import changes, expectations
 
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copyfile(clean_refresh.out / "warehouse.duckdb", warehouse)
     conn = duckdb.connect(str(warehouse))
-    conn.execute("DELETE FROM pipeline.cursors WHERE consumer = ?", [AUDIT_CONSUMER])  # audit everything
-    pending = changes.pending(conn, AUDIT_CONSUMER)
+    conn.execute("DELETE FROM pipeline.cursors WHERE consumer = ?", [expectations.CONSUMER])  # audit everything
+    pending = changes.pending(conn, expectations.CONSUMER)
     leftovers = set(Path(tempfile.gettempdir()).glob("prisonhealth-audit-*"))
 
     def summary(audited: list) -> list:
@@ -636,19 +651,22 @@ def test_the_audit_started_ahead_gives_the_audit_in_process_unless_its_tables_ch
     in_process = summary(expectations.audit_changes(conn, pending))
     assert sum(r[2] for *_, results, _ in in_process for r in results) > 0  # the sample has rows set aside
     with caplog.at_level(logging.INFO, logger="prisonhealth.expectations"):
-        expectations.audit_ahead(conn, AUDIT_CONSUMER, "run-1")
+        expectations.audit_ahead(conn, "run-1")
+        started = expectations._AHEAD["run-1"]
+        expectations.audit_ahead(conn, "run-1")  # as the publication's first step does after the refresh
+        assert expectations._AHEAD["run-1"] is started  # still current: kept, not started again
         assert summary(expectations.audit_changes(conn, pending, "run-1")) == in_process
     assert "waited" in caplog.text and "Great Expectations suites" in caplog.text  # taken up, not redone
 
     caplog.clear()
-    expectations.audit_ahead(conn, AUDIT_CONSUMER, "run-2")
+    expectations.audit_ahead(conn, "run-2")
     withdrawn = conn.execute("""
         SELECT month, line FROM quality.quarantine WHERE source = 'smoking' AND reason <> 'malformed_row'
         ORDER BY month, line LIMIT 1""").fetchone()
     conn.execute("DELETE FROM quality.quarantine WHERE source = 'smoking' AND month = ? AND line = ?", withdrawn)
     changes.record(conn, "smoking", [withdrawn[0]])  # a table audited changed after the suites started
     with caplog.at_level(logging.INFO, logger="prisonhealth.expectations"):
-        redone = summary(expectations.audit_changes(conn, changes.pending(conn, AUDIT_CONSUMER), "run-2"))
+        redone = summary(expectations.audit_changes(conn, changes.pending(conn, expectations.CONSUMER), "run-2"))
     assert "Great Expectations suites" not in caplog.text  # redone here, on the rows as they are now
 
     def smoking_rows(audited: list) -> set:
