@@ -9,7 +9,7 @@ computed. `indicator_values` then aggregates every month to every level and peri
 
 import dagster as dg
 
-from pipelines import catalogue, contract, indicators, periods
+from pipelines import catalogue, changes, contract, indicators, periods
 from pipelines.partitions import MONTHS
 from pipelines.resources import PrisonHealthSettings, Warehouse, transaction
 
@@ -93,6 +93,7 @@ def indicator_month(context: dg.AssetExecutionContext, settings: PrisonHealthSet
                 date = periods.parse_month(month)
                 conn.execute("DELETE FROM indicators.members WHERE month = ?", [date])
                 conn.execute("DELETE FROM indicators.prison_month WHERE month = ?", [date])
+                changes.record(conn, changes.INDICATORS, [month])  # the publication withdraws the month's figures
             raise dg.Failure(f"Indicators for {month} not computed: " + "; ".join(problems),
                              allow_retries=False)
         with transaction(conn):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines import action_lists, changes, contract, operations
+from pipelines import action_lists, changes, contract, indicators, operations
 from pipelines.resources import transaction
 
 PUBLIC_SCHEMAS = ("conformed", "indicators", "published", "quality")
@@ -198,13 +198,19 @@ def _tables(conn, catalog: str) -> list[tuple[str, str]]:
 
 
 # Tables too large to copy whole every month, with the condition choosing one changed month's
-# rows: (subject in pipeline.changes, condition on (subject, month)). Every other public table
-# is small and is copied whole.
+# rows: (subject in pipeline.changes, condition on (subject, month)).
 PARTITIONED: dict[str, tuple[str | None, str]] = {
     **{f"conformed.{t.name}": (t.name, "source_month = $month") for t in contract.SOURCES},
     "quality.quarantine": (None, "source = $subject AND month IS NOT DISTINCT FROM $month"),
     "indicators.members": (changes.INDICATORS, "month = CAST($month || '-01' AS DATE)"),
+    "indicators.prison_month": (changes.INDICATORS, "month = CAST($month || '-01' AS DATE)"),
 }
+# Tables of figures by period, with the subject whose months say which periods changed: the
+# periods holding those months (each month, its financial quarter and year), as
+# pipelines.publication rebuilds them. Every other public table is small and is copied whole.
+BY_PERIOD: dict[str, str] = {name: changes.INDICATOR_VALUES for name in (
+    "indicators.indicator_values", "published.indicator_values", "indicators.funnel_limits",
+    "indicators.gap_components")}
 CONSUMER = "analyst_database"
 SPARE_CONSUMER = "analyst_database_spare"  # the changes the spare file has not taken in
 FULL = "every table in full"
@@ -420,6 +426,12 @@ def _update_copy(conn: duckdb.DuckDBPyConnection, copy_path: Path, pending: chan
 
 
 def _update_table(conn: duckdb.DuckDBPyConnection, catalog: str, name: str, pending: changes.Pending) -> None:
+    months = pending.months_or_all(BY_PERIOD[name]) if name in BY_PERIOD else None
+    if months is not None:
+        scope = indicators.period_scope(conn, indicators.periods_holding(months))
+        conn.execute(f"DELETE FROM analyst_copy.{name} WHERE {scope}")
+        conn.execute(f"INSERT INTO analyst_copy.{name} SELECT * FROM {catalog}.{name} WHERE {scope}")
+        return
     if name not in PARTITIONED:
         conn.execute(f"DELETE FROM analyst_copy.{name}")
         conn.execute(f"INSERT INTO analyst_copy.{name} SELECT * FROM {catalog}.{name}")

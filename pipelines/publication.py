@@ -7,9 +7,11 @@ period reads another period's rows. So each step here is a consumer of `pipeline
 
 - `update_indicator_values` takes the months the indicator engine recomputed and rebuilds
   `indicators.indicator_values` (with intervals and the England comparison), the funnel
-  limits and gap components of those periods; SPC is recomputed whole (a new month moves
-  every series' limits) from the monthly rows alone. It logs the months it published for
-- `update_published_values`, which applies disclosure control to the same periods.
+  limits and gap components of those periods. It logs the months it published for
+- `update_published_values`, which applies disclosure control to the same periods, and
+- `update_spc`, which recomputes SPC whole (a new month moves every series' limits) from the
+  monthly rows alone. It is a step of its own, after the published values, because the
+  workbook, the slowest part of the publication, starts from those and waits for nothing else.
 
 The first run (no cursor), and any change to a reference table (areas and populations
 feed every period), rebuild every period.
@@ -22,7 +24,7 @@ import duckdb
 from pipelines import benchmarking, changes, indicators
 from pipelines.catalogue import Indicator
 
-VALUES_CONSUMER, PUBLISHED_CONSUMER = "indicator_values", "published_values"
+VALUES_CONSUMER, PUBLISHED_CONSUMER, SPC_CONSUMER = "indicator_values", "published_values", "spc"
 
 
 def _replace(conn: duckdb.DuckDBPyConnection, table: str, frame, scope: str = "true") -> None:
@@ -41,7 +43,7 @@ def _periods_of(months: set[str] | None) -> set | None:
 
 
 def update_indicator_values(conn: duckdb.DuckDBPyConnection, catalogue: dict[str, Indicator]) -> dict:
-    """Rebuild the changed periods' values, funnels and gaps, and SPC; returns counts for the UI.
+    """Rebuild the changed periods' values, funnels and gaps; returns counts for the UI.
     The caller owns the transaction (the cursor moves in it)."""
     pending = changes.pending(conn, VALUES_CONSUMER)
     months = pending.months_or_all(changes.INDICATORS)
@@ -52,14 +54,25 @@ def update_indicator_values(conn: duckdb.DuckDBPyConnection, catalogue: dict[str
     if only is None or only:
         funnels = benchmarking.funnel_limits(indicators.indicator_values_frame(conn, only), catalogue)
         _replace(conn, "indicators.funnel_limits", funnels, indicators.period_scope(conn, only))
-        _replace(conn, "indicators.spc", benchmarking.spc_charts(indicators.monthly_series_frame(conn), catalogue))
     changes.record(conn, changes.INDICATOR_VALUES, [None] if months is None else sorted(months))
     changes.advance(conn, VALUES_CONSUMER, pending.upto)
-    values, funnels, points = conn.execute(
-        "SELECT (SELECT count(*) FROM indicators.indicator_values), (SELECT count(*) FROM indicators.funnel_limits), "
-        "(SELECT count(*) FROM indicators.spc)").fetchone()
+    values, funnels = conn.execute(
+        "SELECT (SELECT count(*) FROM indicators.indicator_values), (SELECT count(*) FROM indicators.funnel_limits)"
+    ).fetchone()
     return {"dagster/row_count": values, "rows rebuilt": rows, "periods rebuilt": _periods_text(only),
-            "funnel limit rows": funnels, "SPC points": points}
+            "funnel limit rows": funnels}
+
+
+def update_spc(conn: duckdb.DuckDBPyConnection, catalogue: dict[str, Indicator]) -> dict:
+    """Recompute every SPC chart when any indicator value changed since the last time; returns
+    counts. The caller owns the transaction."""
+    pending = changes.pending(conn, SPC_CONSUMER)
+    months = pending.months_or_all(changes.INDICATOR_VALUES)
+    if months is None or months:
+        _replace(conn, "indicators.spc", benchmarking.spc_charts(indicators.monthly_series_frame(conn), catalogue))
+    changes.advance(conn, SPC_CONSUMER, pending.upto)
+    (points,) = conn.execute("SELECT count(*) FROM indicators.spc").fetchone()
+    return {"dagster/row_count": points, "recomputed": months is None or bool(months)}
 
 
 def update_published_values(conn: duckdb.DuckDBPyConnection) -> dict:

@@ -590,7 +590,7 @@ def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh,
     monkeypatch.setattr(expectations, "AuditProcess",
                         lambda *a, **k: audits.append(time.time()) or original_audit(*a, **k))
     keys = [dg.AssetKey(k) for k in (["indicators", "indicator_values"], ["published", "indicator_values"],
-                                     ["quality", "expectation_results"], ["report"])]
+                                     ["quality", "expectation_results"], ["indicators", "spc"], ["report"])]
     job = build_definitions().resolve_job_def("refresh_job")
     try:
         with dg.DagsterInstance.ephemeral() as instance:
@@ -603,6 +603,7 @@ def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh,
         resources.release(out / "warehouse.duckdb")
     assert len(started) == 1
     assert step_starts["published__indicator_values"] < started[0] < step_starts["quality__expectation_results"]
+    assert started[0] < step_starts["indicators__spc"]  # SPC is computed while the workbook is written
     # the audit's suites were started in the publication's first step, and taken up by the audit
     assert len(audits) == 1
     assert step_starts["indicators__indicator_values"] < audits[0] < step_starts["published__indicator_values"]
@@ -747,13 +748,14 @@ def _analyst_publication_setup(clean_refresh, tmp_path):
 
 
 def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_full_one(clean_refresh, tmp_path):
-    from pipelines import analyst_database, changes, indicators
+    from pipelines import analyst_database, catalogue, changes, indicators, publication
     from pipelines.resources import transaction
 
     conn, published, from_scratch, publish_as_the_pipeline_does = _analyst_publication_setup(clean_refresh, tmp_path)
 
     assert publish_as_the_pipeline_does() == analyst_database.FULL  # nothing published here yet
-    with transaction(conn):  # a month revised: one row withdrawn, one corrected, the indicators recomputed
+    values_before = read(published, VALUES)
+    with transaction(conn):  # a month revised: one row withdrawn, one corrected, the figures recomputed
         conn.execute("DELETE FROM conformed.smoking WHERE source_month = '2024-02' AND smoking_event_id = "
                      "(SELECT min(smoking_event_id) FROM conformed.smoking WHERE source_month = '2024-02')")
         conn.execute("UPDATE conformed.prescribing SET quantity = quantity + 1 WHERE source_month = '2024-02' AND "
@@ -762,11 +764,17 @@ def test_a_monthly_publication_replaces_only_the_changed_months_and_equals_a_ful
         changes.record(conn, "smoking", ["2024-02"])
         changes.record(conn, "prescribing", ["2024-02"])
         indicators.compute_month(conn, "2024-02")
+        publication.update_indicator_values(conn, {i.code: i for i in catalogue.load_catalogue()})
+        publication.update_published_values(conn)
     assert changes.pending(conn, analyst_database.CONSUMER).months_of("smoking") == {"2024-02"}
     assert publish_as_the_pipeline_does() == analyst_database.IN_COPY
     assert changes.pending(conn, analyst_database.CONSUMER).nothing
     analyst_database.publish(conn, from_scratch)
     assert _table_differences(conn, published, from_scratch) == {}
+    # the month, its quarter and its financial year changed, and only they: the periods replaced
+    changed = {tuple(r) for r in read(published, VALUES)} ^ {tuple(r) for r in values_before}
+    assert {(r[2], r[3]) for r in changed} == {("month", "2024-02-01"), ("quarter", "2024-01-01"),
+                                              ("financial_year", "2023-04-01")}
 
     with transaction(conn):  # a change nobody recorded: the counts disagree, so it is published in full
         conn.execute("DELETE FROM conformed.bbv_testing WHERE bbv_event_id = (SELECT min(bbv_event_id) "
@@ -927,13 +935,18 @@ def test_publishing_only_the_changed_periods_gives_what_rebuilding_every_period_
 
     def publish() -> tuple[dict, dict]:
         with transaction(conn):
-            return publication.update_indicator_values(conn, BY_CODE), publication.update_published_values(conn)
+            counts = publication.update_indicator_values(conn, BY_CODE), publication.update_published_values(conn)
+            spc_counts.append(publication.update_spc(conn, BY_CODE))
+            return counts
 
     def snapshot() -> dict[str, list]:
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in PUBLICATION_TABLES}
 
+    spc_counts: list[dict] = []
     publish()  # whatever the copied warehouse had pending
     before = snapshot()
+    assert publish()[0]["periods rebuilt"] == "none" and not spc_counts[-1]["recomputed"]  # nothing changed
+    assert snapshot() == before
     with transaction(conn):  # February's receptions at one prison withdrawn, its window months recomputed
         conn.execute("DELETE FROM conformed.reception_screening WHERE source_month = '2024-02' AND prison_code = "
                      "(SELECT min(prison_code) FROM conformed.reception_screening)")
@@ -942,17 +955,47 @@ def test_publishing_only_the_changed_periods_gives_what_rebuilding_every_period_
     values_counts, published_counts = publish()
     assert values_counts["periods rebuilt"] == published_counts["periods rebuilt"] == (
         "financial_year 2023-04, month 2024-01, month 2024-02, quarter 2024-01")
+    assert spc_counts[-1]["recomputed"]
     incremental = snapshot()
     assert incremental["published.indicator_values"] != before["published.indicator_values"]
 
-    conn.execute("DELETE FROM pipeline.cursors WHERE consumer IN (?, ?)",
-                 [publication.VALUES_CONSUMER, publication.PUBLISHED_CONSUMER])
+    conn.execute("DELETE FROM pipeline.cursors WHERE consumer IN (?, ?, ?)",
+                 [publication.VALUES_CONSUMER, publication.PUBLISHED_CONSUMER, publication.SPC_CONSUMER])
     values_counts, _ = publish()
     assert values_counts["periods rebuilt"] == "all"
     rebuilt = snapshot()
     for table in PUBLICATION_TABLES:
         assert_same_rows(incremental[table], rebuilt[table])
     conn.close()
+
+
+def test_a_month_blocked_on_recompute_is_withdrawn_by_the_next_publication(clean_refresh, tmp_path, monkeypatch):
+    """A month whose indicators were computed and is then blocked (here: a quarantine limit of 0)
+    loses its member rows, and the change is logged, so the incremental publication rebuilds its
+    periods rather than keeping its old figures."""
+    import shutil
+
+    from pipelines import changes, publication, resources
+    from pipelines.definitions import build_definitions
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", out / "warehouse.duckdb")
+    monkeypatch.setenv("PRISONHEALTH_LANDING", str(clean_refresh.landing))
+    monkeypatch.setenv("PRISONHEALTH_OUT", str(out))
+    config = {**refresh.QUIET_RUN_CONFIG, "resources": {"settings": {"config": {"quarantine_threshold": 0.0}}}}
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = build_definitions().resolve_job_def("indicators_job").execute_in_process(
+                instance=instance, partition_key="2024-02", run_config=config, raise_on_error=False)
+        assert not result.success
+        with resources.Warehouse(database=str(out / "warehouse.duckdb")).get_connection() as conn:
+            members = conn.execute("SELECT count(*) FROM indicators.members WHERE month = '2024-02-01'").fetchone()
+            pending = changes.pending(conn, publication.VALUES_CONSUMER)
+    finally:
+        resources.release(out / "warehouse.duckdb")
+    assert members == (0,)
+    assert pending.months_of(changes.INDICATORS) == {"2024-02"}
 
 
 def test_the_cached_counts_by_reason_equal_a_computation_over_every_month(clean_refresh, tmp_path):
