@@ -51,30 +51,34 @@ def blocking_problems(conn, month: str, threshold: float) -> list[str]:
     return problems
 
 
-def england_series_markdown(conn, code: str, months: int = 12) -> str:
-    """The latest months of an indicator for England, summed from the prison-months."""
+def england_series_markdown(conn, codes: list[str], months: int = 12) -> dict[str, str]:
+    """The latest months of each indicator for England, summed from the prison-months (one
+    query for every indicator: a month's run shows them all)."""
     rows = conn.execute("""
-        SELECT strftime(month, '%Y-%m'), sum(numerator), sum(denominator), bool_or(provisional)
-        FROM indicators.prison_month WHERE indicator_id = ? GROUP BY month ORDER BY month DESC LIMIT ?
-    """, [code, months]).fetchall()
-    if not rows:
-        return "No months computed yet."
-    lines = ["| month | numerator | denominator | provisional |", "|---|---:|---:|---|"]
-    lines += [f"| {m} | {n:,} | {d:,.0f} | {'yes' if p else ''} |" for m, n, d, p in reversed(rows)]
-    return "\n".join(lines)
+        SELECT indicator_id, strftime(month, '%Y-%m') AS m, sum(numerator), sum(denominator), bool_or(provisional)
+        FROM indicators.prison_month WHERE list_contains(?, indicator_id) GROUP BY indicator_id, m
+        QUALIFY row_number() OVER (PARTITION BY indicator_id ORDER BY m DESC) <= ?
+        ORDER BY indicator_id, m""", [codes, months]).fetchall()
+    lines = {code: ["| month | numerator | denominator | provisional |", "|---|---:|---:|---|"] for code in codes}
+    for code, m, n, d, p in rows:
+        lines[code].append(f"| {m} | {n:,} | {d:,.0f} | {'yes' if p else ''} |")
+    return {code: "\n".join(text) if len(text) > 2 else "No months computed yet." for code, text in lines.items()}
 
 
-def reason_breakdown_markdown(conn, code: str, month: str) -> str:
-    """Why England's units for the month are, or are not, in the numerator (from the member rows)."""
+def reason_breakdown_markdown(conn, codes: list[str], month: str) -> dict[str, str]:
+    """Why England's units for the month are, or are not, in each indicator's numerator (from the
+    member rows)."""
     rows = conn.execute("""
-        SELECT reason, unit_type, count(*), sum(numerator), sum(denominator)
-        FROM indicators.members WHERE indicator_id = ? AND month = ? AND unit_type <> 'population'
-        GROUP BY ALL ORDER BY sum(numerator) DESC, count(*) DESC""", [code, periods.parse_month(month)]).fetchall()
-    if not rows:
-        return "No member rows (derived indicator, or no units this month)."
-    lines = ["| reason | units | counted in numerator | counted in denominator |", "|---|---:|---:|---:|"]
-    lines += [f"| {reason} ({unit}) | {n:,} | {num:,} | {den:,.0f} |" for reason, unit, n, num, den in rows]
-    return "\n".join(lines)
+        SELECT indicator_id, reason, unit_type, count(*), sum(numerator), sum(denominator)
+        FROM indicators.members WHERE month = ? AND list_contains(?, indicator_id) AND unit_type <> 'population'
+        GROUP BY ALL ORDER BY indicator_id, sum(numerator) DESC, count(*) DESC, reason, unit_type""",
+        [periods.parse_month(month), codes]).fetchall()
+    lines = {code: ["| reason | units | counted in numerator | counted in denominator |", "|---|---:|---:|---:|"]
+             for code in codes}
+    for code, reason, unit, n, num, den in rows:
+        lines[code].append(f"| {reason} ({unit}) | {n:,} | {num:,} | {den:,.0f} |")
+    return {code: "\n".join(text) if len(text) > 2
+            else "No member rows (derived indicator, or no units this month)." for code, text in lines.items()}
 
 
 @dg.multi_asset(
@@ -98,15 +102,16 @@ def indicator_month(context: dg.AssetExecutionContext, settings: PrisonHealthSet
                              allow_retries=False)
         with transaction(conn):
             counts = indicators.compute_month(conn, month, CATALOGUE)
-        for indicator in CATALOGUE:
+        codes = [indicator.code for indicator in CATALOGUE]
+        series, reasons = england_series_markdown(conn, codes), reason_breakdown_markdown(conn, codes, month)
+        for code in codes:
             yield dg.MaterializeResult(
-                asset_key=indicator_key(indicator.code),
+                asset_key=indicator_key(code),
                 metadata={
-                    "member rows": counts["members_by_indicator"].get(indicator.code, 0),
+                    "member rows": counts["members_by_indicator"].get(code, 0),
                     "provisional": counts["provisional"],
-                    "England series": dg.MetadataValue.md(england_series_markdown(conn, indicator.code)),
-                    "England this month, by reason": dg.MetadataValue.md(
-                        reason_breakdown_markdown(conn, indicator.code, month)),
+                    "England series": dg.MetadataValue.md(series[code]),
+                    "England this month, by reason": dg.MetadataValue.md(reasons[code]),
                 },
             )
 

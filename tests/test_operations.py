@@ -969,6 +969,39 @@ def test_publishing_only_the_changed_periods_gives_what_rebuilding_every_period_
     conn.close()
 
 
+def test_an_indicator_month_shows_each_indicator_its_england_series_and_reasons(clean_refresh):
+    """The metadata of an indicator month's run, read for every indicator at once, gives each
+    indicator what a query of its own gives."""
+    import duckdb
+
+    from assets.indicators import england_series_markdown, reason_breakdown_markdown
+
+    conn = duckdb.connect(str(clean_refresh.out / "warehouse.duckdb"), read_only=True)
+    try:
+        codes = [c for (c,) in conn.execute("SELECT DISTINCT indicator_id FROM indicators.members ORDER BY 1")
+                 .fetchall()]
+        series = england_series_markdown(conn, [*codes, "P04a"], months=2)
+        reasons = reason_breakdown_markdown(conn, [*codes, "P04a"], "2024-02")
+        expected_series = {code: [f"| {m} | {n:,} | {d:,.0f} | {'yes' if p else ''} |"
+                                  for m, n, d, p in conn.execute("""
+            SELECT strftime(month, '%Y-%m'), sum(numerator), sum(denominator), bool_or(provisional)
+            FROM indicators.prison_month WHERE indicator_id = ? AND month >= '2024-02-01' GROUP BY month ORDER BY month
+            """, [code]).fetchall()] for code in codes}
+        expected_reasons = {code: {f"| {r} ({u}) | {n:,} | {num:,} | {den:,.0f} |"
+                                   for r, u, n, num, den in conn.execute("""
+            SELECT reason, unit_type, count(*), sum(numerator), sum(denominator) FROM indicators.members
+            WHERE indicator_id = ? AND month = '2024-02-01' AND unit_type <> 'population' GROUP BY ALL
+            """, [code]).fetchall()} for code in codes}
+    finally:
+        conn.close()
+    assert len(codes) > 20
+    for code in codes:
+        assert series[code].splitlines()[2:] == expected_series[code], code  # the latest two months, in order
+        assert set(reasons[code].splitlines()[2:]) == expected_reasons[code], code
+    assert series["P04a"] == "No months computed yet."  # derived: no prison-months
+    assert reasons["P04a"].startswith("No member rows")
+
+
 def test_a_month_blocked_on_recompute_is_withdrawn_by_the_next_publication(clean_refresh, tmp_path, monkeypatch):
     """A month whose indicators were computed and is then blocked (here: a quarantine limit of 0)
     loses its member rows, and the change is logged, so the incremental publication rebuilds its
