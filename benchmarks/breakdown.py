@@ -3,9 +3,9 @@
 `python -m benchmarks.breakdown` reads the warehouse the last `make bench` built (by default
 ~/.cache/prisonhealth/bench-work/full120) and times, one after the other:
 
-- the values step's parts for the periods holding the latest three months (what a monthly
-  refresh rebuilds): values with their statistics, funnel limits, the monthly series SPC reads
-  and the SPC charts, in a transaction that is rolled back;
+- the indicator values step's parts for the periods holding the latest three months (what a
+  monthly refresh rebuilds): values with their statistics and funnel limits; then the SPC
+  step's: the monthly series it reads and the charts; in a transaction that is rolled back;
 - the report's parts: reading the publication, the pages and exports, the workbook (written in
   this process here; a refresh writes it in a second one);
 - the analysts' database update on a copy of `analyst.duckdb` (deleted afterwards): the
@@ -84,7 +84,8 @@ def analyst_parts(conn: duckdb.DuckDBPyConnection, analyst: Path, months: list[s
     _timed(times, f"analysts' database: copy of {analyst.stat().st_size / 1e9:.1f} GB",
            lambda: shutil.copyfile(analyst, copy))
     sources = {t.name: {months[-1]} for t in contract.SOURCES}
-    pending = changes.Pending(upto=0, everything=False, months={changes.INDICATORS: set(months), **sources})
+    pending = changes.Pending(upto=0, everything=False, months={
+        changes.INDICATORS: set(months), changes.INDICATOR_VALUES: set(months), **sources})
     catalog = conn.execute("SELECT current_database()").fetchone()[0]
     conn.execute(f"ATTACH '{copy}' AS analyst_copy")
     try:
