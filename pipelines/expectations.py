@@ -293,7 +293,8 @@ class AuditProcess:
         self.upto = pending.upto
         self.scope = audit_scope(pending)
         self.frames = {table.name: judged_frame(conn, table, months) for table, months in self.scope}
-        self._folder = Path(tempfile.mkdtemp(prefix="prisonhealth-audit-"))  # private to this user
+        _remove_stale_folders()
+        self._folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER}{os.getpid()}-"))  # private to this user
         inputs = self._folder / "inputs.pickle"
         inputs.write_bytes(pickle.dumps(({n: f for n, f in self.frames.items() if not f.empty}, prison_codes(conn))))
         with open(self._folder / "errors.txt", "w") as errors:  # a file, not a pipe the child could fill
@@ -321,6 +322,20 @@ class AuditProcess:
         self._process.kill()
         self._process.wait()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+_FOLDER = "prisonhealth-audit-"  # + the pid of the process that started the suites
+
+
+def _remove_stale_folders() -> None:
+    """The folders of suites whose process was killed (its exit handler never ran): they hold
+    person keys and quarantined values, so the next audit removes them."""
+    from pipelines.operations import process_alive  # not at the top: the child has no use for Dagster
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{_FOLDER}*-*"):
+        pid = folder.name[len(_FOLDER):].partition("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 _AHEAD: dict[str, AuditProcess] = {}  # refresh (or run) id -> the suites started for its audit step
@@ -373,5 +388,6 @@ def failing_rules_markdown(failures: list[tuple[str, str, int]] | None) -> str:
 if __name__ == "__main__":  # the second process of AuditProcess: python -m pipelines.expectations <inputs> <results>
     inputs, output = Path(sys.argv[1]), Path(sys.argv[2])
     frames, prisons = pickle.loads(inputs.read_bytes())
+    inputs.unlink()  # the rows are in memory now
     output.write_bytes(pickle.dumps({name: run_suite(contract.TABLES[name], frame, prisons)
                                      for name, frame in frames.items()}))

@@ -263,7 +263,7 @@ def plan_for_changes(changed: Iterable[str], available: Sequence[str]) -> list[P
 _TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.tmp(\.wal)?$")
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:
@@ -287,7 +287,7 @@ def remove_stale_publish_files(target: Path) -> list[Path]:
         return removed
     for path in target.parent.iterdir():
         match = _TEMPORARY.match(path.name)
-        if match and match["target"] == target.name and not _process_alive(int(match["pid"])):
+        if match and match["target"] == target.name and not process_alive(int(match["pid"])):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

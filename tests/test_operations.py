@@ -16,6 +16,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -496,6 +497,9 @@ def test_a_refresh_killed_at_any_point_leaves_usable_databases_and_the_next_equa
     assert_same_rows(read(analyst, VALUES), clean_refresh.values)
     assert_same_rows(read(out / "warehouse.duckdb", PRISON_MONTHS), clean_refresh.prison_months)
     assert not list(out.glob(".analyst.duckdb.*")), "leftovers of the killed publication remain"
+    pids = [a.name.split("-")[2] for a in Path(tempfile.gettempdir()).glob("prisonhealth-audit-*-*")]
+    assert not [pid for pid in pids if pid.isdigit() and not operations.process_alive(int(pid))], (
+        "the rows a killed refresh handed to its audit were left in the temporary directory")
     assert not (out / "warehouse.duckdb.wal").exists()
     history = read(out / "warehouse.duckdb", "SELECT status FROM quality.runs ORDER BY started_at")
     assert history == [["interrupted"]] * 3 + [["success"]]
@@ -632,7 +636,6 @@ def test_the_audit_started_ahead_gives_the_audit_in_process_unless_its_tables_ch
                                                                                           caplog):
     import logging
     import shutil
-    import tempfile
 
     import duckdb
 
