@@ -39,6 +39,7 @@ from pipelines import changes, children, contract
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 log = logging.getLogger("prisonhealth.expectations")
 CONSUMER = "expectation_audit"  # the audit's cursor in pipeline.cursors
+AUDITED = (*contract.SOURCES, *contract.REFERENCES)
 SUITE_DIR = Path(__file__).resolve().parents[1] / "expectations"
 _PATTERNS = {
     "datetime": contract.DATETIME_PATTERN,
@@ -246,7 +247,7 @@ def audit_scope(pending: changes.Pending) -> list[tuple[contract.Table, set[str]
     """The tables to audit for what changed since the last audit, each with its months (None:
     all of them, the first time, for a reference table, or when a whole source changed)."""
     scope = []
-    for table in (*contract.SOURCES, *contract.REFERENCES):
+    for table in AUDITED:
         months = None
         if not pending.everything:
             changed = pending.months_of(table.name)
@@ -280,9 +281,11 @@ def audit_changes(conn: duckdb.DuckDBPyConnection, pending: changes.Pending, key
     if ahead is None:
         return [Audited(table, months, *audit(conn, table, months)) for table, months in audit_scope(pending)]
     results = ahead.results()
-    return [Audited(table, months, results.get(table.name, []),
-                    disagreements(table, ahead.frames[table.name], results.get(table.name, [])))
-            for table, months in ahead.scope]
+    audited = []
+    for table, months in ahead.scope:
+        found = results.get(table.name, [])  # the child skips tables with no rows set aside
+        audited.append(Audited(table, months, found, disagreements(table, ahead.frames[table.name], found)))
+    return audited
 
 
 class AuditProcess:
@@ -303,7 +306,7 @@ class AuditProcess:
 
     def current(self, conn: duckdb.DuckDBPyConnection) -> bool:
         """No audited table changed since the rows were read."""
-        return not changes.changed_since(conn, self.upto, (t.name for t in (*contract.SOURCES, *contract.REFERENCES)))
+        return not changes.changed_since(conn, self.upto, (t.name for t in AUDITED))
 
     def results(self) -> dict[str, list[dict]]:
         """Each audited table's suite results; RuntimeError with the child's error if it failed."""

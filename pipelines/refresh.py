@@ -144,6 +144,11 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
     return report
 
 
+def _warehouse(out: Path) -> resources.Warehouse:
+    """The warehouse the refresh's runs write, for the work the refresh does between them."""
+    return resources.Warehouse(database=str(out / "warehouse.duckdb"))
+
+
 # ---- run history (pipelines.operations): one quality.runs row per refresh; never fails a refresh
 
 
@@ -152,8 +157,7 @@ def _start_history(out: Path, months: list[str]) -> str:
     refresh_id = operations.new_refresh_id("cli")
     try:
         operations.remove_stale_publish_files(out / "analyst.duckdb")
-        warehouse = resources.Warehouse(database=str(out / "warehouse.duckdb"))
-        with warehouse.get_connection() as conn, resources.transaction(conn):
+        with _warehouse(out).get_connection() as conn, resources.transaction(conn):
             operations.record_refresh_start(conn, refresh_id, months,
                                             operations.published_refreshes(out / "analyst.duckdb"))
     except Exception:  # noqa: BLE001 - history is a by-product: the refresh goes on without it
@@ -163,8 +167,7 @@ def _start_history(out: Path, months: list[str]) -> str:
 
 def _finish_history(out: Path, instance: dg.DagsterInstance, refresh_id: str) -> None:
     try:
-        warehouse = resources.Warehouse(database=str(out / "warehouse.duckdb"))
-        with warehouse.get_connection() as conn, resources.transaction(conn):
+        with _warehouse(out).get_connection() as conn, resources.transaction(conn):
             operations.sync_run_history(conn, instance, out, current_refresh=refresh_id, refreshes=[refresh_id])
     except Exception:  # noqa: BLE001
         log.warning("could not record the end of refresh %s\n%s", refresh_id, traceback.format_exc())
@@ -177,7 +180,7 @@ def _audit_ahead(out: Path, refresh_id: str) -> None:
     from pipelines import expectations
 
     try:
-        with resources.Warehouse(database=str(out / "warehouse.duckdb")).get_connection() as conn:
+        with _warehouse(out).get_connection() as conn:
             expectations.audit_ahead(conn, refresh_id)
     except Exception:  # noqa: BLE001 - a head start only
         log.warning("could not start the Great Expectations suites ahead\n%s", traceback.format_exc())
