@@ -7,7 +7,8 @@
   monthly refresh rebuilds): values with their statistics and funnel limits; then the SPC
   step's: the monthly series it reads and the charts; in a transaction that is rolled back;
 - the report's parts: reading the publication, the pages and exports, the workbook (written in
-  this process here; a refresh writes it in a second one);
+  this process here; a refresh writes it in a second one), then the same workbook written by
+  gptables' own worksheet class instead of `pipelines.workbook_writer`'s;
 - the analysts' database update on a copy of `analyst.duckdb` (deleted afterwards): the
   latest three months' member rows, every other table, and the commit.
 
@@ -26,8 +27,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import duckdb
+import gptables
 
 from benchmarks.run import CACHE, log
 from pipelines import (
@@ -40,6 +43,7 @@ from pipelines import (
     report,
     settings,
     spreadsheet,
+    workbook_writer,
 )
 
 RECOMPUTED = 3  # a monthly refresh recomputes the new month and the two provisional months before it
@@ -76,6 +80,9 @@ def report_parts(conn: duckdb.DuckDBPyConnection, scratch: Path, times: dict[str
         conn, scratch, publication=pub, with_spreadsheet=False))
     _timed(times, "report: workbook (in this process)", lambda: spreadsheet.build_spreadsheet(
         conn, scratch / "workbook.xlsx"))
+    with mock.patch.object(workbook_writer, "produce_workbook", gptables.produce_workbook):
+        _timed(times, "report: the same workbook, gptables' own writer", lambda: spreadsheet.build_spreadsheet(
+            conn, scratch / "workbook-gptables.xlsx"))
 
 
 def analyst_parts(conn: duckdb.DuckDBPyConnection, analyst: Path, months: list[str], scratch: Path,

@@ -13,7 +13,8 @@ step takes up the results (`audit_changes`) unless an audited table changed sinc
 publishes starts them when the publication begins; `prisonhealth refresh` starts them earlier,
 once the source months are loaded, so they have the core the indicator months leave idle (the
 indicator SQL mostly keeps one core busy). Both key them by the refresh, so the run's step
-keeps the suites the refresh started rather than starting them again.
+keeps the suites the refresh started rather than starting them again. The refresh starts that
+process warm (pipelines.children): it has imported GX by the time the sources are loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import logging
 import os
 import pickle
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -300,9 +300,7 @@ class AuditProcess:
         self._folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER}{os.getpid()}-"))  # private to this user
         inputs = self._folder / "inputs.pickle"
         inputs.write_bytes(pickle.dumps(({n: f for n, f in self.frames.items() if not f.empty}, prison_codes(conn))))
-        with open(self._folder / "errors.txt", "w") as errors:  # a file, not a pipe the child could fill
-            self._process = children.start("pipelines.expectations", str(inputs), str(self._folder / "results.pickle"),
-                                           stderr=errors)
+        self._process = children.start("pipelines.expectations", str(inputs), str(self._folder / "results.pickle"))
 
     def current(self, conn: duckdb.DuckDBPyConnection) -> bool:
         """No audited table changed since the rows were read."""
@@ -312,18 +310,16 @@ class AuditProcess:
         """Each audited table's suite results; RuntimeError with the child's error if it failed."""
         began = time.monotonic()
         try:
-            self._process.wait()
+            failed = self._process.wait() != 0
             log.info("waited %.1f s for the Great Expectations suites", time.monotonic() - began)
-            if self._process.returncode != 0:
-                errors = (self._folder / "errors.txt").read_text()
-                raise RuntimeError(f"the Great Expectations suites failed:\n{errors[-3000:]}")
+            if failed:
+                raise RuntimeError(f"the Great Expectations suites failed:\n{self._process.errors()[-3000:]}")
             return pickle.loads((self._folder / "results.pickle").read_bytes())
         finally:
             shutil.rmtree(self._folder, ignore_errors=True)
 
     def cancel(self) -> None:
         self._process.kill()
-        self._process.wait()
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
@@ -388,8 +384,15 @@ def failing_rules_markdown(failures: list[tuple[str, str, int]] | None) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # the second process of AuditProcess: python -m pipelines.expectations <inputs> <results>
-    inputs, output = Path(sys.argv[1]), Path(sys.argv[2])
+def prepare() -> None:
+    """What the second process of AuditProcess imports before it is handed its work: GX, for seconds."""
+    _quiet_gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: F401
+
+
+def main(arguments: list[str]) -> None:
+    """The second process of AuditProcess (pipelines.children): the suites on the inputs file's rows."""
+    inputs, output = Path(arguments[0]), Path(arguments[1])
     frames, prisons = pickle.loads(inputs.read_bytes())
     inputs.unlink()  # the rows are in memory now
     output.write_bytes(pickle.dumps({name: run_suite(contract.TABLES[name], frame, prisons)

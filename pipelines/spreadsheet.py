@@ -21,7 +21,6 @@ import atexit
 import logging
 import os
 import pickle
-import sys
 import time
 import warnings
 from math import ceil
@@ -182,19 +181,18 @@ class SpreadsheetProcess:
     def result(self) -> Path:
         """Wait for the workbook; its path, or RuntimeError with the child's error."""
         began = time.monotonic()
-        _, errors = self._process.communicate()
+        failed = self._process.wait() != 0
         log.info("waited %.1f s for %s", time.monotonic() - began, self.path.name)
         self._inputs.unlink(missing_ok=True)  # the child removes it once read, unless it failed first
-        if self._process.returncode != 0:
+        if failed:
             self._temporary.unlink(missing_ok=True)
-            raise RuntimeError(f"writing {self.path.name} failed:\n{errors[-3000:]}")
+            raise RuntimeError(f"writing {self.path.name} failed:\n{self._process.errors()[-3000:]}")
         os.replace(self._temporary, self.path)
         return self.path
 
     def cancel(self) -> None:
         """Stop the child and remove what it wrote."""
         self._process.kill()
-        self._process.communicate()
         self._inputs.unlink(missing_ok=True)
         self._temporary.unlink(missing_ok=True)
 
@@ -257,6 +255,8 @@ def write_workbook(path: Path, catalogue: list[dict], rows_by_indicator: dict[st
                    synthetic: bool = True) -> Path:
     """The gptables workbook of `spreadsheet_rows` per indicator (see build_spreadsheet)."""
     import gptables as gpt
+
+    from pipelines import workbook_writer
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -340,7 +340,7 @@ def write_workbook(path: Path, catalogue: list[dict], rows_by_indicator: dict[st
     measured = {name: False for name in sheets if name != "Indicators"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # gptables warns about unreferenced notes and empty cells
-        book = gpt.produce_workbook(
+        book = workbook_writer.produce_workbook(
             filename=path.as_posix(),
             sheets=sheets,
             cover=cover,
@@ -377,8 +377,14 @@ def column_widths(table: pd.DataFrame) -> list[int]:
             for heading in table.columns]
 
 
-if __name__ == "__main__":  # the second process of start_spreadsheet: python -m pipelines.spreadsheet <inputs>
-    inputs = Path(sys.argv[1])
-    arguments = pickle.loads(inputs.read_bytes())
+def prepare() -> None:
+    """What the second process of start_spreadsheet imports before it is handed its work."""
+    from pipelines import workbook_writer  # noqa: F401 - and gptables with it
+
+
+def main(arguments: list[str]) -> None:
+    """The second process of start_spreadsheet (pipelines.children): the workbook of the inputs file."""
+    inputs = Path(arguments[0])
+    workbook = pickle.loads(inputs.read_bytes())
     inputs.unlink()  # nothing is left beside the workbook even if the report stops before waiting
-    write_workbook(*arguments)
+    write_workbook(*workbook)

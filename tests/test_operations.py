@@ -618,7 +618,8 @@ def test_the_workbook_is_written_while_the_expectation_audit_runs(clean_refresh,
 
 def test_a_refresh_starts_the_suites_once_its_sources_are_loaded(clean_refresh):
     """The clean refresh's log: the suites start between the last source month and the first indicator
-    month, and the audit step takes them up rather than starting them again."""
+    month, and the audit step takes them up rather than starting them again; the suites' and the
+    workbook's processes were started warm."""
     log_file = min((clean_refresh.out / "logs").glob("refresh-*.log"))  # the fixture's: later tests refresh again
     lines = log_file.read_text().splitlines()
 
@@ -630,6 +631,10 @@ def test_a_refresh_starts_the_suites_once_its_sources_are_loaded(clean_refresh):
     assert first("[3/3] sources 2024-03 steps") < started[0] < first("indicators 2024-01 steps")
     assert "reception_screening" in lines[started[0]] and "prescribing" in lines[started[0]]
     assert started[0] < first("for the Great Expectations suites") < first("publication steps")
+    # both children were started a step ahead (pipelines.children) and had imported their modules
+    handed = [line.partition("prisonhealth.children: ")[2] for line in lines if "prisonhealth.children" in line]
+    assert handed == ["pipelines.expectations: work handed to a warm child",
+                      "pipelines.spreadsheet: work handed to a warm child"]
 
 
 def test_the_audit_started_ahead_gives_the_audit_in_process_unless_its_tables_changed_since(clean_refresh, tmp_path,
@@ -699,9 +704,10 @@ def test_the_publication_breakdown_times_every_part_and_changes_nothing(clean_re
         SELECT DISTINCT month FROM quality.file_loads
         WHERE source = 'reception_screening' AND status IN ('loaded', 'unchanged') ORDER BY 1""")]
     assert len(reported) >= 3 and f"recomputing {', '.join(reported[-3:])}" in printed
-    for part in ("SPC charts of every series", "pages and exports", "workbook", "member rows of 3 months", "commit"):
+    for part in ("SPC charts of every series", "pages and exports", "workbook", "gptables' own writer",
+                 "member rows of 3 months", "commit"):
         assert part in printed, part
-    assert "timed 11 parts" in printed
+    assert "timed 12 parts" in printed
     assert {name: _sha256(out / name) for name in before} == before
     assert sorted(p.name for p in out.iterdir()) == ["analyst.duckdb", "warehouse.duckdb"]
 
