@@ -92,11 +92,11 @@ class TreeMemory(threading.Thread):
             self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.pid))
 
 
-def timed_command(command: list[str], env: dict | None = None) -> dict:
+def timed_command(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> dict:
     """Wall time and peak memory of one command: the larger of its largest single process
     (wait4) and its whole process tree's summed resident memory (sampled)."""
     start = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     memory = TreeMemory(process.pid)
     memory.start()
@@ -194,17 +194,18 @@ def median_of(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def refresh(landing: Path, out: Path, months: str | None = None) -> dict:
+def refresh(landing: Path, out: Path, months: str | None = None, code: Path = ROOT) -> dict:
+    """`prisonhealth refresh` of the project at `code` (this one, or a worktree of another commit)."""
     command = [*PRISONHEALTH, "refresh", "--landing", str(landing), "--out", str(out)]
     if months:
         command += ["--months", months]
-    result = timed_command(command, env={"DAGSTER_HOME": ""})
+    result = timed_command(command, env={"DAGSTER_HOME": ""}, cwd=code)
     if result["exit_code"] != 0:
         raise RuntimeError("refresh failed:\n" + "\n".join(result["tail"]))
     return result
 
 
-def monthly_refreshes(landing: Path, out: Path, month: str, runs: int) -> list[dict]:
+def monthly_refreshes(landing: Path, out: Path, month: str, runs: int, code: Path = ROOT) -> list[dict]:
     """Refresh `month` as if its files had just arrived, `runs` times.
 
     Before each run the warehouse forgets that it loaded the month's files, so the refresh
@@ -217,7 +218,7 @@ def monthly_refreshes(landing: Path, out: Path, month: str, runs: int) -> list[d
     for _ in range(runs):
         with duckdb.connect(str(out / "warehouse.duckdb")) as conn:
             conn.execute("DELETE FROM quality.file_loads WHERE month = ?", [month])
-        results.append(refresh(landing, out, f"{month}:{month}"))
+        results.append(refresh(landing, out, f"{month}:{month}", code))
         log(f"monthly refresh of {month}: {results[-1]['seconds']:.1f} s, peak {results[-1]['peak_rss_mib']:.0f} MiB")
     return results
 

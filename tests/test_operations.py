@@ -712,6 +712,21 @@ def test_the_publication_breakdown_times_every_part_and_changes_nothing(clean_re
     assert sorted(p.name for p in out.iterdir()) == ["analyst.duckdb", "warehouse.duckdb"]
 
 
+def test_the_comparison_runs_each_commit_from_its_own_checkout(tmp_path, monkeypatch):
+    from benchmarks import compare
+
+    monkeypatch.setattr(compare, "CACHE", tmp_path)
+    path = compare.worktree("HEAD")
+    try:
+        assert compare.worktree("HEAD") == path  # made once
+        committed = subprocess.run(["git", "show", "HEAD:pipelines/refresh.py"], cwd=compare.ROOT, check=True,
+                                   capture_output=True, text=True).stdout
+        assert (path / "pipelines" / "refresh.py").read_text() == committed
+        assert path.parent == tmp_path / "bench-work" / "compare"
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=compare.ROOT, check=True)
+
+
 def _table_differences(conn, left: Path, right: Path) -> dict[str, int]:
     """Rows in one analysts' database and not the other (EXCEPT ALL both ways), per table; and any
     table only one of them has."""

@@ -1,0 +1,62 @@
+"""Monthly refreshes of two commits taken in turns: `python -m benchmarks.compare BEFORE AFTER`.
+
+This machine's speed drifts through the day by more than most changes move a refresh: on
+2026-11-27 the monthly refresh at 120 months took 62.4 to 64.6 s in `make bench` at 10:50, and
+72.3 and 72.9 s from the same code two hours later (b0c2473, whose changes since touch only the
+audit's temporary folder). So two benchmark results taken hours apart cannot say what a change
+gained. This checks
+each commit out in a git worktree (under ~/.cache/prisonhealth/bench-work/compare/, with this
+project's virtual environment) and runs the benchmark's monthly refresh of the last month
+from each in turn, `--runs` times, on the warehouse the last `make bench` built, then prints
+every run and the median of each. Both commits must read and write that warehouse as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+from pathlib import Path
+
+from benchmarks.run import CACHE, ROOT, ensure_sample, log, month_list, monthly_refreshes
+
+
+def worktree(commit: str) -> Path:
+    """A checkout of `commit`, made once, that runs with this project's virtual environment."""
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    path = CACHE / "bench-work" / "compare" / sha[:12]
+    if not path.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT, check=True,
+                       capture_output=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("commits", nargs=2, metavar="COMMIT", help="the code before and after a change")
+    parser.add_argument("--runs", type=int, default=3, help="refreshes of each (default 3)")
+    parser.add_argument("--months", type=int, default=120, help="months of national history (default 120)")
+    parser.add_argument("--seed", type=int, default=20240401)
+    args = parser.parse_args(argv)
+
+    landing = ensure_sample(args.months, args.seed)
+    out = CACHE / "bench-work" / f"full{args.months}"
+    if not (out / "warehouse.duckdb").exists():
+        parser.error(f"no warehouse at {out}: run `make bench` first")
+    month = month_list(landing)[-1]
+    code = {commit: worktree(commit) for commit in args.commits}
+    seconds: dict[str, list[float]] = {commit: [] for commit in args.commits}
+    for turn in range(1, args.runs + 1):
+        for commit in args.commits:
+            log(f"turn {turn}/{args.runs}: {commit}")
+            (result,) = monthly_refreshes(landing, out, month, 1, code[commit])
+            seconds[commit].append(result["seconds"])
+    for commit, times in seconds.items():
+        log(f"{commit}: monthly refresh of {month} at {args.months} months, median {statistics.median(times):.1f} s "
+            f"({', '.join(f'{t:.1f}' for t in times)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
