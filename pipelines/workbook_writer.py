@@ -1,8 +1,8 @@
 """gptables' `produce_workbook`, writing the same file with less Python per cell.
 
-The national workbook has about 40,000 table rows (640,000 cells), and gptables 2.0 spends
-much of its time on two loops written for small tables: it builds the per-cell format table
-one pandas row assignment at a time (`formats.iloc[row] = ...`, about 4 s nationally), and
+The national workbook has tens of thousands of table rows (hundreds of thousands of cells),
+and gptables 2.0 spends much of its time on two loops written for small tables: it builds the
+per-cell format table one pandas row assignment at a time (`formats.iloc[row] = ...`), and
 passes every cell through `_smart_write`'s chain of type checks (rich text, lists, URLs,
 missing values) before `write`. Neither can be switched off, so `GPTableWriter` overrides the
 two methods that hold them: `_write_table_elements` is gptables 2.0.2's own, with the format
