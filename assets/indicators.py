@@ -59,10 +59,9 @@ def england_series_markdown(conn, codes: list[str], months: int = 12) -> dict[st
         FROM indicators.prison_month WHERE list_contains(?, indicator_id) GROUP BY indicator_id, m
         QUALIFY row_number() OVER (PARTITION BY indicator_id ORDER BY m DESC) <= ?
         ORDER BY indicator_id, m""", [codes, months]).fetchall()
-    lines = {code: ["| month | numerator | denominator | provisional |", "|---|---:|---:|---|"] for code in codes}
-    for code, m, n, d, p in rows:
-        lines[code].append(f"| {m} | {n:,} | {d:,.0f} | {'yes' if p else ''} |")
-    return {code: "\n".join(text) if len(text) > 2 else "No months computed yet." for code, text in lines.items()}
+    return _tables_by_code(codes, "| month | numerator | denominator | provisional |\n|---|---:|---:|---|",
+                           ((code, f"| {m} | {n:,} | {d:,.0f} | {'yes' if p else ''} |") for code, m, n, d, p in rows),
+                           "No months computed yet.")
 
 
 def reason_breakdown_markdown(conn, codes: list[str], month: str) -> dict[str, str]:
@@ -73,12 +72,18 @@ def reason_breakdown_markdown(conn, codes: list[str], month: str) -> dict[str, s
         FROM indicators.members WHERE month = ? AND list_contains(?, indicator_id) AND unit_type <> 'population'
         GROUP BY ALL ORDER BY indicator_id, sum(numerator) DESC, count(*) DESC, reason, unit_type""",
         [periods.parse_month(month), codes]).fetchall()
-    lines = {code: ["| reason | units | counted in numerator | counted in denominator |", "|---|---:|---:|---:|"]
-             for code in codes}
-    for code, reason, unit, n, num, den in rows:
-        lines[code].append(f"| {reason} ({unit}) | {n:,} | {num:,} | {den:,.0f} |")
-    return {code: "\n".join(text) if len(text) > 2
-            else "No member rows (derived indicator, or no units this month)." for code, text in lines.items()}
+    return _tables_by_code(
+        codes, "| reason | units | counted in numerator | counted in denominator |\n|---|---:|---:|---:|",
+        ((code, f"| {reason} ({unit}) | {n:,} | {num:,} | {den:,.0f} |") for code, reason, unit, n, num, den in rows),
+        "No member rows (derived indicator, or no units this month).")
+
+
+def _tables_by_code(codes: list[str], header: str, lines, empty: str) -> dict[str, str]:
+    """A markdown table per indicator code from (code, row) lines in order; `empty` for a code with none."""
+    rows: dict[str, list[str]] = {code: [] for code in codes}
+    for code, line in lines:
+        rows[code].append(line)
+    return {code: "\n".join([header, *found]) if found else empty for code, found in rows.items()}
 
 
 @dg.multi_asset(
