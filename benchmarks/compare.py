@@ -1,10 +1,10 @@
 """Monthly refreshes of two commits taken in turns: `python -m benchmarks.compare BEFORE AFTER`.
 
 This machine's speed drifts through the day by more than most changes move a refresh: on
-2026-11-27 the monthly refresh at 120 months took 62.4 to 64.6 s in `make bench` at 10:50, and
-72.3 and 72.9 s from the same code two hours later (b0c2473, whose changes since touch only the
-audit's temporary folder). So two benchmark results taken hours apart cannot say what a change
-gained. This checks
+2026-11-27 the monthly refresh at 120 months took 62.4 to 64.6 s in `make bench` at 10:50
+(0cdb9c3), and 74.1 to 76.2 s three hours later here (`b0c2473 62f39c6`: b0c2473's changes since
+0cdb9c3 touch only the audit's temporary folder). So two benchmark results taken hours apart
+cannot say what a change gained. This checks
 each commit out in a git worktree (under ~/.cache/prisonhealth/bench-work/compare/, with this
 project's virtual environment) and runs the benchmark's monthly refresh of the last month
 from each in turn, `--runs` times, on the warehouse the last `make bench` built, then prints
