@@ -3,6 +3,9 @@
 `python -m benchmarks.breakdown` reads the warehouse the last `make bench` built (by default
 ~/.cache/prisonhealth/bench-work/full120) and times, one after the other:
 
+- the indicator months a monthly refresh recomputes (the latest three), each computed twice in
+  turn, in transactions that are rolled back: as the pipeline does, not keeping the insertion
+  order of the member rows (`indicators.insertion_order_not_kept`), and keeping it;
 - the indicator values step's parts for the periods holding the latest three months (what a
   monthly refresh rebuilds): values with their statistics and funnel limits; then the SPC
   step's: the monthly series it reads and the charts; in a transaction that is rolled back;
@@ -22,6 +25,7 @@ which says what each costs, not what a refresh waits for. Nothing the pipeline p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import tempfile
 import time
@@ -55,6 +59,25 @@ def _timed(times: dict[str, float], part: str, work: Callable[[], object]) -> ob
     times[part] = time.monotonic() - began
     log(f"    {part:<52} {times[part]:6.1f} s")
     return result
+
+
+def indicator_parts(conn: duckdb.DuckDBPyConnection, months: list[str], times: dict[str, float]) -> None:
+    """Each month both ways in turn, so a drift of the machine falls on both."""
+    ways = {"as the pipeline does": indicators.insertion_order_not_kept,
+            "keeping insertion order": lambda _conn: contextlib.nullcontext()}
+    spent = dict.fromkeys(ways, 0.0)
+    for month in months:
+        for way, ordering in ways.items():
+            conn.execute("BEGIN")
+            began = time.monotonic()
+            with mock.patch.object(indicators, "insertion_order_not_kept", ordering):
+                indicators.compute_month(conn, month)
+            spent[way] += time.monotonic() - began
+            conn.execute("ROLLBACK")
+    for way, seconds in spent.items():
+        part = f"indicators: {len(months)} months, {way}"
+        times[part] = seconds
+        log(f"    {part:<52} {seconds:6.1f} s")
 
 
 def values_parts(conn: duckdb.DuckDBPyConnection, months: list[str], times: dict[str, float]) -> None:
@@ -123,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         months = indicators.reported_months(conn)[-RECOMPUTED:]
         log(f"publication parts on {warehouse} ({len(indicators.reported_months(conn))} months), "
             f"recomputing {', '.join(months)}")
+        indicator_parts(conn, months, times)
         values_parts(conn, months, times)
         report_parts(conn, Path(scratch), times)
         if (args.out / "analyst.duckdb").exists():

@@ -36,6 +36,7 @@ import re
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1177,6 +1178,11 @@ def _published_select(present: list[str]) -> str:
     return f"SELECT {', '.join(parts)} FROM published.indicator_values ORDER BY {order}"
 
 
+def _exports_beside(conn: duckdb.DuckDBPyConnection, data_dir: Path, codes: list[str]) -> list[Path]:
+    with conn.cursor() as own:  # a connection of its own: one connection runs one query at a time
+        return write_exports(own, data_dir, codes)
+
+
 def write_exports(conn: duckdb.DuckDBPyConnection, data_dir: Path, codes: Iterable[str]) -> list[Path]:
     """CSV (suppressed figures as [c], figures rounded to CSV_DECIMALS places) and Parquet (typed, full
     precision; suppressed figures null) of the published rows."""
@@ -1288,13 +1294,13 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
 
         workbook = spreadsheet.start_spreadsheet(spreadsheet.workbook_publication(conn), root / SPREADSHEET_NAME,
                                                  synthetic=synthetic)
+    written: list[Path] = _copy_assets(root / "assets")
+    # The CSV and Parquet files are DuckDB's work, which holds no GIL: written on a connection of
+    # their own while this thread renders every page but the indicators' (which give their sizes).
+    beside = ThreadPoolExecutor(max_workers=1)
+    exports = beside.submit(_exports_beside, conn, root / "data", [c["code"] for c in pub.catalogue])
+    beside.shutdown(wait=False)
     behind = load_behind(conn, pub)
-    written: list[Path] = []
-    written += _copy_assets(root / "assets")
-    data_paths = write_exports(conn, root / "data", [c["code"] for c in pub.catalogue])
-    written += data_paths
-    csv_sizes = {p.stem: p.stat().st_size for p in data_paths if p.parent.name == "indicators"}
-
     env = _environment()
     regions = sorted({p.get("region") for p in pub.prisons.values() if p.get("region")})
     prison_codes = sorted({r["area_code"] for r in pub.rows if r["level"] == "prison"})
@@ -1315,12 +1321,6 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
     pages: list[tuple[str, str, dict]] = []
     tiles = [_tile(pub, c) for c in pub.headline]
     pages.append(("index.html", "index.html.j2", {"tiles": tiles, "page_id": "overview"}))
-    for cat in pub.catalogue:
-        ctx = _indicator_context(pub, cat, csv_sizes.get(_slug(cat["code"])))
-        ctx["positions"] = (ctx["funnel"] or {}).get("positions", {})
-        ctx["region_of"] = {c: p.get("region") for c, p in pub.prisons.items()}
-        ctx["behind"] = _behind_context(pub, cat, behind)
-        pages.append((f"indicators/{_slug(cat['code'])}.html", "indicator.html.j2", {**ctx, "page_id": "indicators"}))
     pages.append(("areas.html", "areas.html.j2", {"regions": nav_regions, "page_id": "areas"}))
     for code in prison_codes:
         info = pub.prisons.get(code, {})
@@ -1353,6 +1353,16 @@ def build_report(conn: duckdb.DuckDBPyConnection, out_dir: Path, *, with_spreads
 
     for page in pages:
         render(*page)
+    data_paths = exports.result()
+    written += data_paths
+    csv_sizes = {p.stem: p.stat().st_size for p in data_paths if p.parent.name == "indicators"}
+    for cat in pub.catalogue:
+        ctx = _indicator_context(pub, cat, csv_sizes.get(_slug(cat["code"])))
+        ctx["positions"] = (ctx["funnel"] or {}).get("positions", {})
+        ctx["region_of"] = {c: p.get("region") for c, p in pub.prisons.items()}
+        ctx["behind"] = _behind_context(pub, cat, behind)
+        pages.append((f"indicators/{_slug(cat['code'])}.html", "indicator.html.j2", {**ctx, "page_id": "indicators"}))
+        render(*pages[-1])
     if workbook is not None:
         written.append(workbook.result())
     downloads = [{"name": p.name, "href": str(p.relative_to(root)).replace("\\", "/"), "size": _size(p.stat().st_size),

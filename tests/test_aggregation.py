@@ -324,3 +324,28 @@ def test_catalogue_table_is_written_with_the_values():
     rows = w.conn.execute("SELECT count(*), count(*) FILTER (WHERE headline) FROM indicators.catalogue").fetchall()
     assert rows == [(28, 12)]
     assert len(catalogue.catalogue_rows()) == 28
+
+
+def test_compute_month_writes_the_same_rows_without_keeping_insertion_order_and_restores_the_setting():
+    from contextlib import nullcontext
+    from unittest import mock
+
+    w = rich_warehouse()
+
+    def month_rows() -> list[tuple]:
+        return w.conn.execute(
+            "SELECT * FROM indicators.members WHERE month = DATE '2024-04-01' ORDER BY ALL").fetchall()
+
+    def order_kept() -> bool:
+        return w.conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+
+    w.compute("2024-04")
+    relaxed = month_rows()
+    assert relaxed and order_kept()  # DuckDB's default is back for every other query
+    w.conn.execute("SET preserve_insertion_order = false")
+    w.compute("2024-04")
+    assert not order_kept()  # a connection that had it off keeps it off
+    w.conn.execute("SET preserve_insertion_order = true")
+    with mock.patch.object(indicators, "insertion_order_not_kept", lambda _conn: nullcontext()):
+        w.compute("2024-04")
+    assert month_rows() == relaxed
