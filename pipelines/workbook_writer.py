@@ -7,9 +7,11 @@ passes every cell through `_smart_write`'s chain of type checks (rich text, list
 missing values) before `write`. Neither can be switched off, so `GPTableWriter` overrides the
 two methods that hold them: `_write_table_elements` is gptables 2.0.2's own, with the format
 table built in one step, and `_write_array` sends plain strings and numbers straight to
-`write` and everything else through `_smart_write` as before. gptables still lays out every
-sheet, theme, note and table; tests/test_spreadsheet.py checks that the files are identical
-to gptables' own, sheet by sheet, so a gptables upgrade that changes either method shows there.
+xlsxwriter's own writers of strings and numbers (past `write`'s checks of each cell, when those
+checks would send the cell there) and everything else through `_smart_write` as before. gptables
+still lays out every sheet, theme, note and table; tests/test_spreadsheet.py checks that the
+files are identical to gptables' own, sheet by sheet, so a gptables upgrade that changes either
+method shows there.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class GPTableWriter(GPWorksheet):
         data.index = data.index + 1
         data.sort_index(inplace=True)
 
-        # one dict per cell, made at once rather than one row assignment at a time
-        formats = pd.DataFrame([[{} for _ in data.columns] for _ in data.index], index=data.index,
+        # one dict per cell, made at once rather than one row assignment at a time (counting the
+        # columns once: iterating pandas' Arrow-backed column index cell by cell is slow)
+        width = len(data.columns)
+        formats = pd.DataFrame([[{} for _ in range(width)] for _ in range(len(data))], index=data.index,
                                columns=data.columns, dtype=object)
         self._apply_format(formats.iloc[0, 0:], theme.column_heading_format)
         self._apply_format(formats.iloc[1:, index_levels:], theme.data_format)
@@ -67,12 +71,30 @@ class GPTableWriter(GPWorksheet):
     def _write_array(self, pos: list, data: pd.DataFrame, formats: pd.DataFrame) -> list:
         if data.shape != formats.shape:
             raise ValueError("data and formats arrays must be of equal shape")
-        add_format = self._workbook.add_format
+        formats_by_items: dict[tuple, object] = {}  # the workbook's cache sorts each cell's dict first
+
+        def format_of(properties: dict) -> object:
+            items = tuple(properties.items())
+            found = formats_by_items.get(items)
+            if found is None:
+                found = formats_by_items[items] = self._workbook.add_format(properties)
+            return found
+
+        # Where `write` would call xlsxwriter's `_write_string` or `_write_number` with the cell as it
+        # is, call them: no type handler of the caller's, no string read as a number, and a string
+        # that is not empty (a blank), a formula ("=", "{=") or a URL (which needs a colon).
+        direct = not self.write_handlers and not self.strings_to_numbers
+        write_number, write_string = self._write_number, self._write_string
         rows = zip(data.values.tolist(), formats.values.tolist(), strict=True)  # same shape, checked above
         for row, (values, cell_formats) in enumerate(rows, start=pos[0]):
             for col, (value, cell_format) in enumerate(zip(values, cell_formats, strict=True), start=pos[1]):
-                if type(value) in PLAIN and value == value:  # not NaN, which _smart_write writes blank
-                    self.write(row, col, value, add_format(cell_format))
+                kind = type(value)
+                if direct and kind is str and value and value[0] not in "={" and ":" not in value:
+                    write_string(row, col, value, format_of(cell_format))
+                elif direct and (kind is int or kind is float) and value == value:
+                    write_number(row, col, value, format_of(cell_format))
+                elif kind in PLAIN and value == value:  # not NaN, which _smart_write writes blank
+                    self.write(row, col, value, format_of(cell_format))
                 else:
                     self._smart_write(row, col, value, cell_format)
         return [pos[0] + data.shape[0], 0]
