@@ -437,14 +437,15 @@ def _update_table(conn: duckdb.DuckDBPyConnection, catalog: str, name: str, pend
         conn.execute(f"INSERT INTO analyst_copy.{name} SELECT * FROM {catalog}.{name}")
         return
     subject, condition = PARTITIONED[name]
-    for changed, months in pending.months.items():
-        if changed != subject and not (subject is None and changed in contract.TABLES):
-            continue
-        for month in sorted(months, key=str):
-            parameters = {"month": month} | ({"subject": changed} if subject is None else {})
-            conn.execute(f"DELETE FROM analyst_copy.{name} WHERE {condition}", parameters)
-            conn.execute(f"INSERT INTO analyst_copy.{name} SELECT * FROM {catalog}.{name} WHERE {condition}",
-                         parameters)
+    with indicators.insertion_order_not_kept(conn):  # rows of the large tables, in no order of their own
+        for changed, months in pending.months.items():
+            if changed != subject and not (subject is None and changed in contract.TABLES):
+                continue
+            for month in sorted(months, key=str):
+                parameters = {"month": month} | ({"subject": changed} if subject is None else {})
+                conn.execute(f"DELETE FROM analyst_copy.{name} WHERE {condition}", parameters)
+                conn.execute(f"INSERT INTO analyst_copy.{name} SELECT * FROM {catalog}.{name} WHERE {condition}",
+                             parameters)
 
 
 def _describe(copy: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:

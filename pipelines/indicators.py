@@ -130,9 +130,10 @@ def insertion_order_not_kept(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
     By default DuckDB keeps a query's row order in the table it inserts into, which makes the
     threads of a large INSERT hand their row groups over in order. Member rows have no order of
     their own: every reader groups them or says how to sort them, and a national month writes
-    hundreds of thousands. `python -m benchmarks.breakdown` times a refresh's indicator months
-    both ways. The connection's own setting is put back afterwards, so no other query's order
-    changes."""
+    hundreds of thousands. The same holds for the month-partitioned tables the analysts'
+    database copies month by month (`analyst_database.PARTITIONED`). `python -m
+    benchmarks.breakdown` times a refresh's indicator months both ways. The connection's own
+    setting is put back afterwards, so no other query's order changes."""
     (kept,) = conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
     conn.execute("SET preserve_insertion_order = false")
     try:
