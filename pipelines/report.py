@@ -909,12 +909,15 @@ def behind_months(pub: Publication, code: str) -> list[dt.date]:
         -BEHIND_MONTHS:]
 
 
+BEHIND_FIELDS = ("role", "reason", "units", "numerator", "denominator", "suppressed", "suppression")
+
+
 @dataclass
 class Behind:
     """Disclosure-controlled counts by reason, read once: indicator -> (prison, month) -> rows."""
 
     codes: set[str]  # indicators with member rows
-    rows: dict[str, dict[tuple[str, dt.date], list[dict]]]
+    rows: dict[str, dict[tuple[str, dt.date], list[dict]]]  # each row: BEHIND_FIELDS
 
 
 def load_behind(conn: duckdb.DuckDBPyConnection, pub: Publication,
@@ -940,14 +943,16 @@ def load_behind(conn: duckdb.DuckDBPyConnection, pub: Publication,
                                                     months=set(published["month"]))
         codes = set(counts["indicator_id"].dropna())
     rows: dict[str, dict[tuple[str, dt.date], list[dict]]] = defaultdict(lambda: defaultdict(list))
-    # Plain Python values column by column (NaN and NA become None), then zipped into records:
-    # DataFrame.to_dict boxes every cell on its own, which took most of this step nationally.
-    names = list(shown.columns)
-    columns = [shown[c].astype(object).where(shown[c].notna(), None).tolist() for c in names]
+    # Plain Python values column by column (NaN and NA become None), then zipped into records of
+    # the fields the pages read: DataFrame.to_dict boxes every cell on its own, which took most of
+    # this step nationally, and every field more is another value per row of hundreds of thousands.
+    def plain(column: str) -> list:
+        return shown[column].astype(object).where(shown[column].notna(), None).tolist()
+
     months = {m: _as_date(m) for m in set(shown["month"].tolist())}
-    for values in zip(*columns, strict=True):
-        r = dict(zip(names, values, strict=True))
-        rows[r["indicator_id"]][(r["prison_code"], months[r["month"]])].append(r)
+    keys = zip(plain("indicator_id"), plain("prison_code"), shown["month"].tolist(), strict=True)
+    for (code, prison, month), values in zip(keys, zip(*map(plain, BEHIND_FIELDS), strict=True), strict=True):
+        rows[code][(prison, months[month])].append(dict(zip(BEHIND_FIELDS, values, strict=True)))
     return Behind(codes=codes, rows=rows)
 
 
