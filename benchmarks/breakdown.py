@@ -5,7 +5,7 @@
 
 - the indicator months a monthly refresh recomputes (the latest three), each computed twice in
   turn, in transactions that are rolled back: as the pipeline does, not keeping the insertion
-  order of the member rows (`indicators.insertion_order_not_kept`), and keeping it;
+  order of the member rows (`warehouse.insertion_order_not_kept`), and keeping it;
 - the indicator values step's parts for the periods holding the latest three months (what a
   monthly refresh rebuilds): values with their statistics and funnel limits; then the SPC
   step's: the monthly series it reads and the charts; in a transaction that is rolled back;
@@ -47,6 +47,7 @@ from pipelines import (
     report,
     settings,
     spreadsheet,
+    warehouse,
     workbook_writer,
 )
 
@@ -56,28 +57,30 @@ RECOMPUTED = 3  # a monthly refresh recomputes the new month and the two provisi
 def _timed(times: dict[str, float], part: str, work: Callable[[], object]) -> object:
     began = time.monotonic()
     result = work()
-    times[part] = time.monotonic() - began
-    log(f"    {part:<52} {times[part]:6.1f} s")
+    _record(times, part, time.monotonic() - began)
     return result
+
+
+def _record(times: dict[str, float], part: str, seconds: float) -> None:
+    times[part] = seconds
+    log(f"    {part:<52} {seconds:6.1f} s")
 
 
 def indicator_parts(conn: duckdb.DuckDBPyConnection, months: list[str], times: dict[str, float]) -> None:
     """Each month both ways in turn, so a drift of the machine falls on both."""
-    ways = {"as the pipeline does": indicators.insertion_order_not_kept,
+    ways = {"as the pipeline does": warehouse.insertion_order_not_kept,
             "keeping insertion order": lambda _conn: contextlib.nullcontext()}
     spent = dict.fromkeys(ways, 0.0)
     for month in months:
         for way, ordering in ways.items():
             conn.execute("BEGIN")
             began = time.monotonic()
-            with mock.patch.object(indicators, "insertion_order_not_kept", ordering):
+            with mock.patch.object(warehouse, "insertion_order_not_kept", ordering):
                 indicators.compute_month(conn, month)
             spent[way] += time.monotonic() - began
             conn.execute("ROLLBACK")
     for way, seconds in spent.items():
-        part = f"indicators: {len(months)} months, {way}"
-        times[part] = seconds
-        log(f"    {part:<52} {seconds:6.1f} s")
+        _record(times, f"indicators: {len(months)} months, {way}", seconds)
 
 
 def values_parts(conn: duckdb.DuckDBPyConnection, months: list[str], times: dict[str, float]) -> None:
@@ -137,14 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=CACHE / "bench-work" / "full120",
                         help="a pipeline output directory (default: the benchmark's 120-month one)")
     args = parser.parse_args(argv)
-    warehouse = args.out / "warehouse.duckdb"
-    if not warehouse.exists():
-        parser.error(f"{warehouse} does not exist: run `make bench` first")
+    database = args.out / "warehouse.duckdb"
+    if not database.exists():
+        parser.error(f"{database} does not exist: run `make bench` first")
     times: dict[str, float] = {}
-    with duckdb.connect(str(warehouse), config=settings.duckdb_config()) as conn, \
+    with duckdb.connect(str(database), config=settings.duckdb_config()) as conn, \
             tempfile.TemporaryDirectory(dir=args.out) as scratch:
         months = indicators.reported_months(conn)[-RECOMPUTED:]
-        log(f"publication parts on {warehouse} ({len(indicators.reported_months(conn))} months), "
+        log(f"publication parts on {database} ({len(indicators.reported_months(conn))} months), "
             f"recomputing {', '.join(months)}")
         indicator_parts(conn, months, times)
         values_parts(conn, months, times)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines import action_lists, changes, contract, indicators, operations
+from pipelines import action_lists, changes, contract, indicators, operations, warehouse
 from pipelines.resources import transaction
 
 PUBLIC_SCHEMAS = ("conformed", "indicators", "published", "quality")
@@ -437,7 +437,7 @@ def _update_table(conn: duckdb.DuckDBPyConnection, catalog: str, name: str, pend
         conn.execute(f"INSERT INTO analyst_copy.{name} SELECT * FROM {catalog}.{name}")
         return
     subject, condition = PARTITIONED[name]
-    with indicators.insertion_order_not_kept(conn):  # rows of the large tables, in no order of their own
+    with warehouse.insertion_order_not_kept(conn):  # rows of the large tables, in no order of their own
         for changed, months in pending.months.items():
             if changed != subject and not (subject is None and changed in contract.TABLES):
                 continue

@@ -19,13 +19,12 @@ The engine names no indicator: everything indicator-specific is in the catalogue
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import duckdb
 
-from pipelines import catalogue, changes, contract, periods
+from pipelines import catalogue, changes, contract, periods, warehouse
 from pipelines.catalogue import Indicator
 
 EVENT_SOURCES: tuple[str, ...] = tuple(t.name for t in contract.SOURCES)
@@ -123,25 +122,6 @@ def member_query_parameters(indicator: Indicator, month: str, extra: Iterable[st
     return {k: values[k] for k in {*indicator.parameters, *extra}}
 
 
-@contextmanager
-def insertion_order_not_kept(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Let DuckDB write a parallel INSERT's rows in whatever order its threads produce them.
-
-    By default DuckDB keeps a query's row order in the table it inserts into, which makes the
-    threads of a large INSERT hand their row groups over in order. Member rows have no order of
-    their own: every reader groups them or says how to sort them, and a national month writes
-    hundreds of thousands. The same holds for the month-partitioned tables the analysts'
-    database copies month by month (`analyst_database.PARTITIONED`). `python -m
-    benchmarks.breakdown` times a refresh's indicator months both ways. The connection's own
-    setting is put back afterwards, so no other query's order changes."""
-    (kept,) = conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
-    conn.execute("SET preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        conn.execute(f"SET preserve_insertion_order = {'true' if kept else 'false'}")
-
-
 def compute_month(
     conn: duckdb.DuckDBPyConnection, month: str, indicators: Iterable[Indicator] | None = None
 ) -> dict[str, Any]:
@@ -156,7 +136,7 @@ def compute_month(
     codes = [i.code for i in computed]
     for table in ("indicators.members", "indicators.prison_month"):
         conn.execute(f"DELETE FROM {table} WHERE month = ? AND list_contains(?, indicator_id)", [month_date, codes])
-    with insertion_order_not_kept(conn):
+    with warehouse.insertion_order_not_kept(conn):
         for indicator in computed:
             conn.execute(
                 member_insert_sql(indicator), member_query_parameters(indicator, month, extra=("month_start",))

@@ -7,6 +7,9 @@ become `COMMENT ON` in the analysts' database) live next to their definitions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import duckdb
 
 from pipelines import changes, contract
@@ -241,3 +244,22 @@ def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     return bool(conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
         "AND table_schema = ? AND table_name = ?", [schema, name]).fetchone()[0])
+
+
+@contextmanager
+def insertion_order_not_kept(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Let DuckDB write a parallel INSERT's rows in whatever order its threads produce them.
+
+    By default DuckDB keeps a query's row order in the table it inserts into, which makes the
+    threads of a large INSERT hand their row groups over in order. An indicator month's member
+    rows have no order of their own: every reader groups them or says how to sort them, and a
+    national month writes hundreds of thousands. The same holds for the month-partitioned tables
+    the analysts' database copies month by month (`analyst_database.PARTITIONED`). `python -m
+    benchmarks.breakdown` times a refresh's indicator months both ways. The connection's own
+    setting is put back afterwards, so no other query's order changes."""
+    (kept,) = conn.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    conn.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        conn.execute(f"SET preserve_insertion_order = {'true' if kept else 'false'}")

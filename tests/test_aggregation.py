@@ -330,6 +330,8 @@ def test_compute_month_writes_the_same_rows_without_keeping_insertion_order_and_
     from contextlib import nullcontext
     from unittest import mock
 
+    from pipelines import warehouse
+
     w = rich_warehouse()
 
     def month_rows() -> list[tuple]:
@@ -346,6 +348,6 @@ def test_compute_month_writes_the_same_rows_without_keeping_insertion_order_and_
     w.compute("2024-04")
     assert not order_kept()  # a connection that had it off keeps it off
     w.conn.execute("SET preserve_insertion_order = true")
-    with mock.patch.object(indicators, "insertion_order_not_kept", lambda _conn: nullcontext()):
+    with mock.patch.object(warehouse, "insertion_order_not_kept", lambda _conn: nullcontext()):
         w.compute("2024-04")
     assert month_rows() == relaxed
