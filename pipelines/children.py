@@ -8,12 +8,14 @@ database connection (DuckDB allows one writer per file).
 
 A child imports its module (and what the module's `prepare()` imports: Great Expectations alone
 takes seconds) before it reads its arguments, one JSON line on stdin, and calls the module's
-`main(arguments)`. So a refresh starts each child `warm` one step before it needs it, in a step
-that keeps one core busy (the audit's beside the last source month, the workbook's beside the
-last indicator month), and the imports are done by the time it hands the child its work,
-instead of taking the second core from the indicator months and the report. Not earlier: a
-backfill would hold the idle children's memory for its whole length. A warm child never given
-work exits when its parent closes its stdin or dies.
+`main(arguments)`. So a refresh starts each child `warm` before it needs it, and the imports are
+done by the time it hands the child its work, instead of taking the second core from the indicator
+months and the report. A monthly refresh warms both at its start: the parent's own imports (Dagster,
+the definitions) keep one core busy for seconds there and leave the other idle. A refresh of
+several months warms each one step ahead, in a step that keeps one core busy (the audit's beside
+the last source month, the workbook's beside the last indicator month); not earlier, or a backfill
+would hold the idle children's memory for its whole length. A warm child never given work exits
+when its parent closes its stdin or dies.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ import duckdb
 from pipelines import children, operations, resources, settings
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# The modules of the second processes a publishing refresh hands work to (pipelines.children).
+AUDIT_CHILD, WORKBOOK_CHILD = "pipelines.expectations", "pipelines.spreadsheet"
 
 log = logging.getLogger("prisonhealth.refresh")
 
@@ -91,15 +93,17 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
     # imported, so the environment must name it before that import.
     os.environ["PRISONHEALTH_LANDING"] = str(landing)
     os.environ["PRISONHEALTH_OUT"] = str(out)
-    from pipelines.definitions import build_definitions
-    from pipelines.partitions import MONTHS
-
     started = time.monotonic()
     available = settings.months_in_landing(landing)
     months = months_in_range(available, months_spec)
     if not months:
         found = f"it has {available[0]} to {available[-1]}" if available else "it has no month files"
         raise RefreshError(f"no month of {months_spec or 'any'} in the landing directory {landing} ({found})")
+    if len(months) == 1:  # a monthly refresh: the children import while this process does (see children)
+        children.warm(AUDIT_CHILD, WORKBOOK_CHILD)
+    from pipelines.definitions import build_definitions
+    from pipelines.partitions import MONTHS
+
     report = RefreshReport(months)
     outside = [m for m in months if m not in set(MONTHS.get_partition_keys())]
     if outside:
@@ -131,14 +135,14 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
     run("reference_job", "reference tables")
     for i, month in enumerate(months, start=1):
         if publishing and i == len(months):  # GX imports beside the last month's loading; its suites start next
-            children.warm("pipelines.expectations")
+            children.warm(AUDIT_CHILD)
         run("ingest_job", f"[{i}/{len(months)}] sources {month}", partition_key=month)
     if publishing:
         _audit_ahead(out, refresh_id)
     for job_name, label, partitioned in jobs:
         for i, key in enumerate(partitioned, start=1):
             if publishing and i == len(partitioned):  # the workbook's child imports beside the last month
-                children.warm("pipelines.spreadsheet")
+                children.warm(WORKBOOK_CHILD)
             run(job_name, f"[{i}/{len(partitioned)}] {label} {key}", partition_key=key)
         if not partitioned:
             run(job_name, label)

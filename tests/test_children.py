@@ -2,6 +2,7 @@
 they are handed their work, and the work runs in that same process."""
 
 import json
+import os
 import time
 
 import pytest
@@ -67,3 +68,39 @@ def test_a_dead_warm_child_is_replaced_by_a_cold_start(probe):
     child = children.start(PROBE, "again")
     assert child.wait() == 0, child.errors()
     assert json.loads((probe / "ran.json").read_text())["arguments"] == ["again"]
+
+
+class _FirstStepDone(Exception):
+    """Ends a refresh once its first step (the reference tables) has run."""
+
+
+def _warmed_before_the_first_step(tmp_path, monkeypatch, months: list[str]) -> list[tuple[str, ...]]:
+    from pipelines import refresh, settings
+
+    sample, landing = settings.PROJECT_ROOT / "data" / "sample", tmp_path / "landing"
+    for path in sample.rglob("*.csv"):  # the reference tables, and the chosen months of every source
+        if path.parent.name == "reference" or path.stem in months:
+            (landing / path.parent.name).mkdir(parents=True, exist_ok=True)
+            (landing / path.parent.name / path.name).symlink_to(path)
+    for variable in ("PRISONHEALTH_LANDING", "PRISONHEALTH_OUT"):  # run_refresh sets them; put back after
+        monkeypatch.setenv(variable, os.environ.get(variable, ""))
+    warmed: list[tuple[str, ...]] = []
+    monkeypatch.setattr(children, "warm", lambda *modules: warmed.append(modules))
+
+    def first_step(line: str) -> None:
+        raise _FirstStepDone(line)
+
+    with pytest.raises(_FirstStepDone, match="reference tables"):
+        refresh.run_refresh(landing, tmp_path / "out", f"{months[0]}:{months[-1]}", progress=first_step)
+    return warmed
+
+
+def test_a_monthly_refresh_warms_the_audit_and_the_workbook_children_before_its_first_step(tmp_path, monkeypatch):
+    from pipelines import refresh
+
+    warmed = _warmed_before_the_first_step(tmp_path, monkeypatch, ["2023-04"])
+    assert warmed == [(refresh.AUDIT_CHILD, refresh.WORKBOOK_CHILD)]
+
+
+def test_a_refresh_of_several_months_warms_no_child_before_its_first_step(tmp_path, monkeypatch):
+    assert _warmed_before_the_first_step(tmp_path, monkeypatch, ["2023-04", "2023-05"]) == []
