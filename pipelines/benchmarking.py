@@ -112,38 +112,53 @@ def funnel_limits(values: pd.DataFrame, catalogue: dict[str, Indicator], points:
 
 
 def spc_charts(values: pd.DataFrame, catalogue: dict[str, Indicator]) -> pd.DataFrame:
-    """XmR charts of the final (not provisional) monthly series of England and each prison."""
+    """XmR charts of the final (not provisional) monthly series of England and each prison.
+
+    Each series is charted over its values present (`spc.xmr_columns` of the series), but the
+    series with as many values present and the same improvement direction are charted together,
+    one row each, by `spc.xmr_rows`: one call per group instead of one per series."""
     monthly = values[(values["period_type"] == "month") & values["level"].isin(["england", "prison"])
                      & ~values["provisional"].astype(bool)].sort_values(["indicator_id", "level", "area_code",
                                                                           "period_start"])
     columns = ["indicator_id", "level", "area_code", "month", "value", "mean", "lower_process_limit",
                "upper_process_limit", "special_cause", "variation", "rules", "target", "assurance"]
-    parts: dict[str, list] = {c: [] for c in columns}
-    keys = monthly[["indicator_id", "level", "area_code"]].to_numpy()
-    months, series_values = monthly["period_start"].to_numpy(), monthly["value"].to_numpy(float)
-    starts = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)]) if len(keys) else np.array([], int)
-    for start, end in zip(starts, np.r_[starts[1:], len(keys)], strict=True):
-        series = series_values[start:end]
-        if np.isfinite(series).sum() < 2:
-            continue
-        code, level, area = keys[start]
-        indicator = catalogue[code]
-        direction = SPC_DIRECTIONS[indicator.polarity]
-        chart = spc.xmr_columns(series, improvement_direction=direction)
-        n = end - start
-        for column, part in (
-            ("indicator_id", [code] * n), ("level", [level] * n), ("area_code", [area] * n),
-            ("month", months[start:end]), ("value", chart["value"]), ("mean", chart["mean"]),
-            ("lower_process_limit", chart["lpl"]), ("upper_process_limit", chart["upl"]),
-            ("special_cause", chart["special_cause_flag"]),
-            ("variation", chart["variation"]), ("rules", chart["special_cause_type"]),
-            ("target", np.full(n, np.nan if indicator.target is None else indicator.target)),
-            ("assurance", [spc.assurance(chart["lpl"][0], chart["upl"][0], indicator.target, direction)] * n),
-        ):
-            parts[column].append(part)
-    if not parts["month"]:
+    if monthly.empty:
         return pd.DataFrame(columns=columns)
-    return pd.DataFrame({c: np.concatenate(parts[c]) for c in columns})[columns]
+    keys = monthly[["indicator_id", "level", "area_code"]].to_numpy()
+    raw = monthly["value"].to_numpy(float)
+    starts = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)])
+    series = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(keys)]))  # each row's series
+    present = np.isfinite(raw)
+    counts = np.bincount(series, weights=present, minlength=len(starts)).astype(int)
+    indicator = [catalogue[code] for code in keys[starts, 0]]
+    direction = np.array([SPC_DIRECTIONS[i.polarity] for i in indicator])
+    # each series' present rows, in order: series s's are present_rows[first[s]:first[s] + counts[s]]
+    present_rows = np.flatnonzero(present)
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    limits = {name: np.full(len(starts), np.nan) for name in ("mean", "lpl", "upl")}
+    rules = np.full(len(raw), None, dtype=object)
+    variation = np.full(len(raw), None, dtype=object)
+    charted = counts >= 2
+    for count, way in {(c, d) for c, d in zip(counts[charted], direction[charted], strict=True)}:
+        group = np.flatnonzero(charted & (counts == count) & (direction == way))
+        rows = present_rows[first[group][:, None] + np.arange(count)]
+        chart = spc.xmr_rows(raw[rows])
+        for name in limits:
+            limits[name][group] = chart[name]
+        rules[rows] = chart["special_cause_type"]
+        variation[rows] = spc.variation(chart["special_cause_type"], way)
+    target = np.array([np.nan if i.target is None else i.target for i in indicator])
+    assurance = np.array([spc.assurance(lower, upper, i.target, way) for lower, upper, i, way
+                          in zip(limits["lpl"], limits["upl"], indicator, direction, strict=True)], dtype=object)
+    kept = charted[series]
+    frame = pd.DataFrame({
+        "indicator_id": keys[:, 0], "level": keys[:, 1], "area_code": keys[:, 2],
+        "month": monthly["period_start"].to_numpy(), "value": raw, "mean": limits["mean"][series],
+        "lower_process_limit": limits["lpl"][series], "upper_process_limit": limits["upl"][series],
+        "special_cause": present & (rules != "Common Cause"), "variation": variation, "rules": rules,
+        "target": target[series], "assurance": assurance[series],
+    })
+    return frame[kept].reset_index(drop=True)[columns]
 
 
 def published_values(values: pd.DataFrame, prisons: pd.DataFrame,

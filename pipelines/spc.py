@@ -1,6 +1,8 @@
 """Statistical process control: NHS England "Making Data Count" XmR charts.
 
-Pure functions over a series of values (one value per month, in time order). The
+Pure functions over a series of values (one value per month, in time order), or over many
+series of one length at once, one per row, the rules running along the last axis (`xmr_rows`:
+the publication charts thousands of series, and the rules of one are a few small numpy calls). The
 calculations and the special-cause rules are those of the NHS-R community package
 ``NHSRplotthedots`` (``ptd_spc``; source files ``ptd_spc_standard.R``,
 ``ptd_calculate_point_type.R`` and ``ptd_calculate_assurance_type.R``, version 0.2),
@@ -85,6 +87,7 @@ __all__ = [
     "xmr_chart",
     "xmr_columns",
     "xmr_limits",
+    "xmr_rows",
 ]
 
 LIMIT = 2.66  # 3 sigma for an XmR chart (3 / d2, d2 = 1.128)
@@ -115,6 +118,16 @@ def _mean(values: np.ndarray) -> float:
     return math.fsum(values) / values.size
 
 
+def _row_means(rows: np.ndarray) -> np.ndarray:
+    """`_mean` of each row: summed exactly, so a series' limits do not depend on its neighbours."""
+    return np.array([_mean(row) for row in rows], dtype=float)
+
+
+def _pad(values: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Zeros before and after the points of each series (the last axis)."""
+    return np.pad(values, [(0, 0)] * (values.ndim - 1) + [(before, after)])
+
+
 # --------------------------------------------------------------------------- limits
 def xmr_limits(
     values: Sequence[float] | np.ndarray,
@@ -127,14 +140,19 @@ def xmr_limits(
     ``mean, mean_moving_range, lpl, upl, near_lpl, near_upl`` (NaN when fewer than 2
     values are available).
     """
-    y = np.asarray(values, dtype=float)
-    fix_y = y if fix_after_n_points is None else y[: int(fix_after_n_points)]
-    mean = _mean(fix_y)
-    mr = np.abs(np.diff(fix_y))
-    amr = _mean(mr)
-    if screen_outliers and mr.size:
-        mr = np.where(mr < SCREEN_OUTLIERS_FACTOR * amr, mr, np.nan)
-        amr = _mean(mr)
+    return {name: float(limit[0]) for name, limit in
+            _row_limits(np.asarray(values, dtype=float)[None, :], fix_after_n_points, screen_outliers).items()}
+
+
+def _row_limits(y: np.ndarray, fix_after_n_points: int | None, screen_outliers: bool) -> dict[str, np.ndarray]:
+    """`xmr_limits` of each row of y."""
+    fix_y = y if fix_after_n_points is None else y[:, : int(fix_after_n_points)]
+    mean = _row_means(fix_y)
+    mr = np.abs(np.diff(fix_y, axis=-1))
+    amr = _row_means(mr)
+    if screen_outliers and mr.shape[-1]:
+        mr = np.where(mr < SCREEN_OUTLIERS_FACTOR * amr[:, None], mr, np.nan)
+        amr = _row_means(mr)
     return {
         "mean": mean,
         "mean_moving_range": amr,
@@ -153,20 +171,21 @@ def seven_point_one_side_mean(relative_to_mean: Sequence[float] | np.ndarray) ->
     use :func:`part_of_run` to mark the whole run.
     """
     v = np.asarray(relative_to_mean, dtype=float)
-    if v.size == 0:
-        return np.zeros(0)
-    windows = sliding_window_view(np.concatenate([np.zeros(RUN - 1), v]), RUN)  # each point and the 6 before
-    return (np.all(windows == windows[:, -1:], axis=1) & (windows[:, -1] != 0)).astype(float)
+    if v.shape[-1] == 0:
+        return np.zeros(v.shape)
+    windows = sliding_window_view(_pad(v, RUN - 1, 0), RUN, axis=-1)  # each point and the 6 before
+    return (np.all(windows == windows[..., -1:], axis=-1) & (windows[..., -1] != 0)).astype(float)
 
 
 def seven_point_trend(values: Sequence[float] | np.ndarray) -> np.ndarray:
     """+1/-1 where a point ends 7 strictly increasing/decreasing points (``ptd_seven_point_trend``)."""
     y = np.asarray(values, dtype=float)
     out = np.zeros(y.shape)
-    if y.size < RUN:
+    if y.shape[-1] < RUN:
         return out
-    steps = sliding_window_view(np.sign(np.diff(y)), RUN - 1)  # the 6 steps ending at each point
-    out[RUN - 1 :] = np.where(np.all(steps == 1, axis=1), 1.0, np.where(np.all(steps == -1, axis=1), -1.0, 0.0))
+    steps = sliding_window_view(np.sign(np.diff(y, axis=-1)), RUN - 1, axis=-1)  # the 6 steps ending at each point
+    out[..., RUN - 1 :] = np.where(np.all(steps == 1, axis=-1), 1.0,
+                                   np.where(np.all(steps == -1, axis=-1), -1.0, 0.0))
     return out
 
 
@@ -177,10 +196,10 @@ def part_of_run(flags: Sequence[float] | np.ndarray) -> np.ndarray:
     decreasing trends count too).
     """
     v = np.abs(np.asarray(flags, dtype=float))
-    if v.size == 0:
-        return np.zeros(0)
-    windows = sliding_window_view(np.concatenate([v, np.zeros(RUN - 1)]), RUN)  # each point and the 6 after
-    return np.any(windows == 1, axis=1).astype(float)
+    if v.shape[-1] == 0:
+        return np.zeros(v.shape)
+    windows = sliding_window_view(_pad(v, 0, RUN - 1), RUN, axis=-1)  # each point and the 6 after
+    return np.any(windows == 1, axis=-1).astype(float)
 
 
 def two_in_three(
@@ -194,12 +213,12 @@ def two_in_three(
     """
     v = np.asarray(close_to_limits, dtype=float)
     rtm = np.asarray(relative_to_mean, dtype=float)
-    if v.size == 0:
-        return np.zeros(0)
-    near = sliding_window_view(np.concatenate([[0, 0], v, [0, 0]]), 3).sum(axis=1)
-    side = sliding_window_view(np.concatenate([[0, 0], rtm, [0, 0]]), 3).sum(axis=1)
+    if v.shape[-1] == 0:
+        return np.zeros(v.shape)
+    near = sliding_window_view(_pad(v, 2, 2), 3, axis=-1).sum(axis=-1)
+    side = sliding_window_view(_pad(rtm, 2, 2), 3, axis=-1).sum(axis=-1)
     window_hit = (near >= 2) & (np.abs(side) == 3)  # window k covers points k-2 .. k
-    return (window_hit[:-2] | window_hit[1:-1] | window_hit[2:]).astype(float)
+    return (window_hit[..., :-2] | window_hit[..., 1:-1] | window_hit[..., 2:]).astype(float)
 
 
 def special_cause_type(
@@ -218,15 +237,15 @@ def special_cause_type(
     rtm = np.asarray(relative_to_mean, dtype=float)
     close = np.asarray(close_to_limits, dtype=float)
     outside = np.asarray(outside_limits, dtype=float)
-    n = y.size
+    n = y.shape[-1]
     trend = part_of_run(seven_point_trend(y))
     two3 = ((two_in_three(close, rtm) == 1) & (np.abs(close) == 1)).astype(float)
     shift = part_of_run(seven_point_one_side_mean(rtm))
 
-    sdy = np.sign(np.diff(y))
-    right = np.concatenate([sdy, sdy[-1:]]) if n > 1 else np.zeros(n)
-    left = np.concatenate([[0.0], sdy])
-    next_in_trend = np.concatenate([trend[1:], [0.0]]) != 0
+    sdy = np.sign(np.diff(y, axis=-1))
+    right = np.concatenate([sdy, sdy[..., -1:]], axis=-1) if n > 1 else np.zeros(y.shape)
+    left = _pad(sdy, 1, 0)
+    next_in_trend = _pad(trend[..., 1:], 0, 1) != 0
     step = np.where(next_in_trend & (trend != 0), right, left)
 
     above = rtm > 0
@@ -271,8 +290,9 @@ def _signal(special_cause: str) -> int:
 
 def _each_distinct(values: np.ndarray, function) -> np.ndarray:
     """function of each value, called once per distinct value (a chart has a handful of types)."""
-    results = {value: function(value) for value in set(values.tolist())}
-    return np.array([results[value] for value in values.tolist()], dtype=object).reshape(values.shape)
+    flat = values.ravel().tolist()
+    results = {value: function(value) for value in set(flat)}
+    return np.array([results[value] for value in flat], dtype=object).reshape(values.shape)
 
 
 # --------------------------------------------------------------------------- chart
@@ -308,17 +328,10 @@ def xmr_columns(
     else:
         raw = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(dtype=float)
     present = np.isfinite(raw)
-    y = raw[present]
-    limits = xmr_limits(y, fix_after_n_points, screen_outliers)
-
-    with np.errstate(invalid="ignore"):
-        outside = (y > limits["upl"]) | (y < limits["lpl"])
-        rtm = np.sign(y - limits["mean"])
-        close = ~outside & ((y < limits["near_lpl"]) | (y > limits["near_upl"]))
-    if y.size >= 2 and np.isfinite(limits["upl"]):
-        types = special_cause_type(y, rtm, close.astype(float), outside.astype(float))
-    else:
-        types = np.full(y.size, "Common Cause", dtype=object)
+    chart = xmr_rows(raw[present][None, :], fix_after_n_points, screen_outliers)
+    limits = {name: float(chart[name][0]) for name in ("mean", "mean_moving_range", "lpl", "upl")}
+    outside, rtm, close, types = (chart[name][0] for name in ("outside_limits", "relative_to_mean",
+                                                              "close_to_limits", "special_cause_type"))
     var = variation(types, improvement_direction)
     side = _each_distinct(types, lambda t: None if t == "Common Cause" else ("high" if _signal(t) > 0 else "low"))
 
@@ -400,3 +413,32 @@ def spc_summary(
         "variation_type": last,
         "assurance_type": assurance(lpl, upl, target, improvement_direction),
     }
+
+
+def xmr_rows(
+    y: np.ndarray,
+    fix_after_n_points: int | None = None,
+    screen_outliers: bool = True,
+) -> dict[str, np.ndarray]:
+    """XmR charts of many series at once, one per row of `y` (each in time order, all of one
+    length, without missing values): the publication charts thousands of series, and numpy's
+    per-call overhead on each alone was most of that time.
+
+    Returns each row's limits (``mean, mean_moving_range, lpl, upl, near_lpl, near_upl``, one
+    value per row) and each point's ``outside_limits, relative_to_mean, close_to_limits`` and
+    ``special_cause_type`` (the shape of `y`). A row whose limits are unknown is common cause."""
+    y = np.asarray(y, dtype=float)
+    limits = _row_limits(y, fix_after_n_points, screen_outliers)
+    lpl, upl, near_lpl, near_upl, mean = (limits[name][:, None] for name in
+                                          ("lpl", "upl", "near_lpl", "near_upl", "mean"))
+    with np.errstate(invalid="ignore"):
+        outside = (y > upl) | (y < lpl)
+        rtm = np.sign(y - mean)
+        close = ~outside & ((y < near_lpl) | (y > near_upl))
+    types = np.full(y.shape, "Common Cause", dtype=object)
+    charted = np.isfinite(limits["upl"])
+    if y.shape[-1] >= 2 and charted.any():
+        types[charted] = special_cause_type(y[charted], rtm[charted], close[charted].astype(float),
+                                            outside[charted].astype(float))
+    return {**limits, "outside_limits": outside, "relative_to_mean": rtm, "close_to_limits": close,
+            "special_cause_type": types}

@@ -209,3 +209,56 @@ def test_assurance_without_target_and_summary():
     assert summary["assurance_type"] == "consistent_fail"  # 95% target above the upper limit
     assert summary["n"] == 36 and summary["special_cause_improvement"] == 8
     assert summary["upl"] == pytest.approx(expected["upl"].iloc[0], rel=1e-9)
+
+
+# --------------------------------------------------------------------------- every series at once
+def _texts(column: pd.Series) -> list:
+    return [None if pd.isna(v) else v for v in column]
+
+
+def test_spc_charts_chart_each_series_as_it_would_be_charted_alone():
+    """The publication charts series with as many values and the same direction together
+    (`xmr_rows`); each must come out as `xmr_columns` charts it alone, gaps and all."""
+    from pipelines import benchmarking, catalogue
+
+    by_code = {i.code: i for i in catalogue.load_catalogue()}
+    codes = [next(c for c, i in by_code.items() if i.polarity == p and (i.target is not None) == t)
+             for p, t in (("high", True), ("low", False), ("neutral", False))]
+    rng = np.random.default_rng(7)
+    months = pd.date_range("2022-04-01", periods=30, freq="MS").date
+    series = {
+        "ENG": rng.normal(50, 4, 30).round(1),
+        "P01": rng.normal(50, 4, 30).round(1),  # the same length as England's: charted in one group
+        "P02": np.r_[np.arange(10.0), rng.normal(5, 1, 20).round(1)],  # a trend, then a shift
+        "P03": np.where(rng.random(30) < 0.3, np.nan, rng.normal(20, 3, 30).round(1)),  # gaps
+        "P04": np.r_[[3.0, 4.0], np.full(28, np.nan)],  # two values: charted
+        "P05": np.r_[[3.0], np.full(29, np.nan)],  # one value: not charted
+        "P06": np.r_[rng.normal(30, 2, 29).round(1), 90.0],  # outside the limits at the end
+    }
+    rows = [{"indicator_id": code, "period_type": "month", "level": "england" if area == "ENG" else "prison",
+             "area_code": area, "period_start": month, "value": value, "provisional": k >= 28}
+            for code in codes for area, values in series.items()
+            for k, (month, value) in enumerate(zip(months, values, strict=True))]
+    frame = pd.DataFrame(rows).sample(frac=1, random_state=1)  # the order of the rows must not matter
+
+    charts = benchmarking.spc_charts(frame, by_code)
+
+    assert set(charts["area_code"]) == set(series) - {"P05"}
+    for code in codes:
+        direction = benchmarking.SPC_DIRECTIONS[by_code[code].polarity]
+        for area, values in series.items():
+            if area == "P05":
+                continue
+            got = charts[(charts["indicator_id"] == code) & (charts["area_code"] == area)]
+            alone = spc.xmr_columns(values[:28], improvement_direction=direction)  # the final months only
+            assert got["month"].tolist() == list(months[:28])
+            np.testing.assert_array_equal(got["value"], alone["value"])
+            for column, name in (("mean", "mean"), ("lower_process_limit", "lpl"), ("upper_process_limit", "upl")):
+                np.testing.assert_array_equal(got[column], alone[name])
+            assert got["special_cause"].tolist() == alone["special_cause_flag"].tolist()
+            assert _texts(got["rules"]) == alone["special_cause_type"].tolist()
+            assert _texts(got["variation"]) == alone["variation"].tolist()
+            assert set(_texts(got["assurance"])) == {spc.assurance(alone["lpl"][0], alone["upl"][0],
+                                                                    by_code[code].target, direction)}
+    flagged = charts[charts["special_cause"]]
+    assert {"Above UCL", "7 Point Trend (Increasing)"} <= set(flagged["rules"])  # the rules did fire
