@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines import children, operations, resources, settings
+from pipelines import children, ingest, operations, pseudonymise, resources, settings
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # The modules of the second processes a publishing refresh hands work to (pipelines.children).
@@ -136,7 +136,10 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
     for i, month in enumerate(months, start=1):
         if publishing and i == len(months):  # GX imports beside the last month's loading; its suites start next
             children.warm(AUDIT_CHILD)
+        if i < len(months):  # the next month's files are read while this month's are loaded
+            _read_ahead(out, landing, months[i])
         run("ingest_job", f"[{i}/{len(months)}] sources {month}", partition_key=month)
+    ingest.drop_reads_ahead()
     if publishing:
         _audit_ahead(out, refresh_id)
     for job_name, label, partitioned in jobs:
@@ -180,6 +183,14 @@ def _finish_history(out: Path, instance: dg.DagsterInstance, refresh_id: str) ->
             operations.sync_run_history(conn, instance, out, current_refresh=refresh_id, refreshes=[refresh_id])
     except Exception:  # noqa: BLE001
         log.warning("could not record the end of refresh %s\n%s", refresh_id, traceback.format_exc())
+
+
+def _read_ahead(out: Path, landing: Path, month: str) -> None:
+    try:
+        with _warehouse(out).get_connection() as conn:
+            ingest.read_ahead(conn, landing, month, pseudonymise.Pseudonymiser())
+    except Exception:  # noqa: BLE001 - a head start only: each file is read when loaded otherwise
+        log.warning("could not start reading %s ahead\n%s", month, traceback.format_exc())
 
 
 def _audit_ahead(out: Path, refresh_id: str) -> None:

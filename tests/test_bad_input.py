@@ -163,3 +163,35 @@ def test_events_link_to_the_latest_reception_at_the_same_prison(tmp_path):
     landing.load("reception_screening", "2024-01")
     links = dict(landing.conn.execute("SELECT tb_event_id, reception_id FROM conformed.tb_screening").fetchall())
     assert links == {"T0": None, "T1": "R1", "T2": "R1", "T3": "R2", "T4": "R4", "T5": None, "T6": "R4"}
+
+
+def test_a_file_read_ahead_is_loaded_from_that_reading_unless_it_changed_or_was_loaded_unchanged(
+        tmp_path, monkeypatch):
+    from pipelines import ingest
+    from pipelines import landing as landing_files
+
+    reads: list[str] = []
+    read_file = landing_files.read_file
+    monkeypatch.setattr(landing_files, "read_file", lambda path, *a, **k: reads.append(path.stem) or read_file(
+        path, *a, **k))
+    landing = Landing(tmp_path)
+    header = "reception_id,nhs_number,prison_code,reception_datetime,reception_type,sex,age\n"
+    for month, row in (("2024-01", "R1,9434765919,XAA,2024-01-05T10:00,new,M,30\n"),
+                       ("2024-02", "R2,4010232137,XAA,2024-02-05T10:00,new,M,30\n"),
+                       ("2024-03", "R3,9990000018,XAA,2024-03-07T10:00,new,F,41\n")):
+        landing.deliver("reception_screening", month, header + row)
+    landing.load("reception_screening", "2024-01")
+    reads.clear()
+
+    for month in ("2024-01", "2024-02", "2024-03"):
+        ingest.read_ahead(landing.conn, landing.root, month, landing.pseudonymiser)
+    ingest._READER.submit(lambda: None).result()  # the readings ahead are done
+    assert reads == ["2024-02", "2024-03"]  # 2024-01 was loaded before, unchanged: it is not read
+    landing.deliver("reception_screening", "2024-03", header + "R4,1234567881,XAA,2024-03-08T10:00,new,F,41\n")
+    assert landing.load("reception_screening", "2024-02")[0].status == "loaded"
+    assert landing.load("reception_screening", "2024-03")[0].status == "loaded"
+
+    assert reads == ["2024-02", "2024-03", "2024-03"]  # 2024-02 from its reading ahead; 2024-03 changed since
+    ids = landing.conn.execute("SELECT reception_id FROM conformed.reception_screening ORDER BY 1").fetchall()
+    assert ids == [("R1",), ("R2",), ("R4",)]
+    assert not ingest._AHEAD
