@@ -27,6 +27,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 
 import duckdb
@@ -392,7 +393,10 @@ def _copy_all(conn: duckdb.DuckDBPyConnection, temporary: Path) -> None:
         for schema in PUBLIC_SCHEMAS:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS analyst_copy.{schema}")
         for schema, table in _tables(conn, catalog):
-            conn.execute(f'CREATE TABLE analyst_copy.{schema}."{table}" AS SELECT * FROM {catalog}.{schema}."{table}"')
+            name = f'{schema}."{table}"'
+            # the large tables, in no order of their own, are written without keeping one
+            with warehouse.insertion_order_not_kept(conn) if f"{schema}.{table}" in PARTITIONED else nullcontext():
+                conn.execute(f"CREATE TABLE analyst_copy.{name} AS SELECT * FROM {catalog}.{name}")
     finally:
         conn.execute("DETACH analyst_copy")
 
