@@ -71,6 +71,7 @@ protected on its own.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
 import duckdb
@@ -171,9 +172,17 @@ def determined(relations: list[list[int]], suppressed: set[int] | list[int]) -> 
     A suppressed cell is determined iff its unit vector lies in the row space of the relations
     restricted to the suppressed cells.
     """
-    unknowns = sorted(set(suppressed))
+    return set(_determined(tuple(tuple(rel) for rel in relations), frozenset(suppressed)))
+
+
+@functools.lru_cache(maxsize=65536)
+def _determined(relations: tuple[tuple[int, ...], ...], suppressed: frozenset[int]) -> frozenset[int]:
+    """`determined`, remembered: the prison-months of a backfill, tens of thousands, share a few
+    hundred systems (cells numbered in the same order, the same relations), and each new one
+    costs a singular value decomposition."""
+    unknowns = sorted(suppressed)
     if not unknowns or not relations:
-        return set()
+        return frozenset()
     col = {cell: j for j, cell in enumerate(unknowns)}
     rows = []
     for rel in relations:
@@ -184,12 +193,12 @@ def determined(relations: list[list[int]], suppressed: set[int] | list[int]) -> 
         if row.any():
             rows.append(row)
     if not rows:
-        return set()
+        return frozenset()
     matrix = np.vstack(rows)
     u, s, _ = np.linalg.svd(matrix.T, full_matrices=False)
     rank = int(np.sum(s > 1e-9 * max(1.0, s[0])))
     projected = np.sum(u[:, :rank] ** 2, axis=1)
-    return {cell for cell, p in zip(unknowns, projected, strict=True) if p > 1 - 1e-9}
+    return frozenset(cell for cell, p in zip(unknowns, projected, strict=True) if p > 1 - 1e-9)
 
 
 @dataclass
@@ -336,6 +345,13 @@ def _publish_group(rows: list[dict], policy: DisclosurePolicy) -> list[dict]:
     return out
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """`frame.to_dict("records")`, the same values, from whole columns: pandas boxes each value of
+    an Arrow-backed column one at a time, most of the time of a backfill's counts by reason."""
+    names = list(frame.columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*(frame[c].tolist() for c in names), strict=True)]
+
+
 def publishable_reason_counts(frame: pd.DataFrame, policy: DisclosurePolicy = DisclosurePolicy(), *,
                               published: pd.DataFrame | None = None, months: set | None = None,
                               summary: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -393,7 +409,7 @@ def publishable_reason_counts(frame: pd.DataFrame, policy: DisclosurePolicy = Di
     if months is not None:
         data = data[data["month"].isin(set(months))]
     groups: dict[tuple, list[dict]] = {}
-    for r in data.to_dict("records"):
+    for r in _records(data):
         groups.setdefault((r["indicator_id"], r["month"], r["prison_code"]), []).append(r)
     out: list[dict] = []
     for key, rows in groups.items():
