@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     months = month_list(landing)
     work = CACHE / "bench-work"
     work.mkdir(parents=True, exist_ok=True)
-    results: dict = {"months": len(months), "runs": args.runs,
+    results: dict = {"months": len(months), "runs": args.runs, "code": code_version(),
                      "command": " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)])}
 
     probe = months[len(months) // 2]
@@ -258,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_backfill or not (full_out / "warehouse.duckdb").exists():
         log(f"full backfill of {len(months)} months (one run: it takes a while)")
         shutil.rmtree(full_out, ignore_errors=True)
-        results["backfill"] = refresh(landing, full_out)
+        results["backfill"] = {**refresh(landing, full_out), "code": results["code"]}
         log(f"backfill: {results['backfill']['seconds']:.0f} s")
     else:
         log("reusing the last backfill")
         earlier = PARTIAL.exists() and json.loads(PARTIAL.read_text())
         if earlier and earlier.get("months") == len(months) and earlier.get("backfill"):
-            results["backfill"] = {**earlier["backfill"], "note": "measured by the run that built this warehouse"}
+            built = earlier["backfill"]
+            results["backfill"] = {**built, "note": "measured by the run that built this warehouse"
+                                   + (f", at commit {built['code']}" if "code" in built else "")}
     # The first monthly refresh after a backfill is not a typical month: it starts the analysts' database
     # from a copy (there is no spare file yet), and on a reused warehouse it takes in what an earlier
     # version left pending. It is recorded apart; the medians are of the refreshes after it.
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     log("backfill of the last 12 months, then the monthly refresh with 12 months of history")
     shutil.rmtree(short, ignore_errors=True)
     short_landing = work / "landing-12"
-    _link_months(landing, short_landing, twelve)
+    link_months(landing, short_landing, twelve)
     refresh(short_landing, short)
     results["catch_up_12_months"] = monthly_refreshes(short_landing, short, last, 1)[0]
     results["monthly_12_months_history"] = monthly_refreshes(short_landing, short, last, args.runs)
@@ -297,7 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _link_months(landing: Path, target: Path, months: list[str]) -> None:
+def code_version() -> str:
+    """The commit measured, and whether the checkout had changes of its own."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + (" with uncommitted changes" if git(
+        "status", "--porcelain", "--untracked-files=no") else "")
+
+
+def link_months(landing: Path, target: Path, months: list[str]) -> None:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(landing / "reference", target / "reference")
     for source in ("reception_screening", "bbv_testing", "tb_screening", "smoking", "prescribing"):
@@ -333,7 +344,7 @@ def write_results(results: dict, landing: Path) -> None:
         "# Benchmark results",
         "",
         f"Recorded {datetime.now():%Y-%m-%d %H:%M} by `{results['command']}` (`make bench` runs it with the "
-        "defaults: 120 months, 3 runs).",
+        f"defaults: 120 months, 3 runs), at commit {results.get('code', 'unknown')}.",
         f"Machine: {platform.platform()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; Python "
         f"{platform.python_version()}; {_versions()}.",
