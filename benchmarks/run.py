@@ -52,9 +52,10 @@ def log(message: str) -> None:
 
 def child(code: str, *args: str) -> dict:
     """Run a measurement in a fresh Python process; returns its JSON result plus peak RSS (MiB)."""
-    script = ("import json, resource, sys, time\n" + code
-              + "\nresult['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-              "print('RESULT' + json.dumps(result))")
+    # VmHWM rather than ru_maxrss, which Linux carries over from this process across the exec
+    script = ("import json, sys, time\n" + code
+              + "\nhwm = [x for x in open('/proc/self/status') if x.startswith('VmHWM:')][0].split()[1]"
+              "\nresult['peak_rss_mib'] = int(hwm) / 1024\nprint('RESULT' + json.dumps(result))")
     done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
@@ -62,26 +63,31 @@ def child(code: str, *args: str) -> dict:
     return json.loads(line[line.index("RESULT") + 6:])
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants now (Linux /proc), in KiB."""
-    total, stack = 0, [pid]
+def _tree_rss_kib(pid: int) -> tuple[int, int]:
+    """Resident memory of a process and all its descendants now, and the largest high-water mark
+    of any one of them (VmHWM), from Linux /proc, in KiB."""
+    total, largest, stack = 0, 0, [pid]
     while stack:
         current = stack.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{current}/status").read_text().splitlines())
+            total += int(status.get("VmRSS", "0 kB").split()[0])
+            largest = max(largest, int(status.get("VmHWM", "0 kB").split()[0]))
             for task in Path(f"/proc/{current}/task").iterdir():
                 stack += [int(child) for child in (task / "children").read_text().split()]
         except (OSError, ValueError):  # the process ended meanwhile
             continue
-    return total
+    return total, largest
 
 
 class TreeMemory(threading.Thread):
-    """The largest summed resident memory of a process tree, sampled every 0.2 s.
+    """The peak resident memory of a process tree: the larger of its summed resident memory,
+    sampled every 0.2 s, and the high-water mark of its largest process.
 
     The refresh writes the spreadsheet in a second process beside itself, so the peak of the
-    single largest process (what wait4 reports) would understate what the machine needs."""
+    single largest process would understate what the machine needs. wait4's ru_maxrss is not
+    used: Linux carries the high-water mark of the process that forked the command (this one,
+    which has opened the warehouse) across the exec, so it reported this process's memory."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -89,12 +95,11 @@ class TreeMemory(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.2):
-            self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.pid))
+            self.peak_kib = max(self.peak_kib, *_tree_rss_kib(self.pid))
 
 
 def timed_command(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> dict:
-    """Wall time and peak memory of one command: the larger of its largest single process
-    (wait4) and its whole process tree's summed resident memory (sampled)."""
+    """Wall time and peak memory of one command (TreeMemory)."""
     start = time.monotonic()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
@@ -106,11 +111,11 @@ def timed_command(command: list[str], env: dict | None = None, cwd: Path = ROOT)
         if line.startswith("  ") and line.rstrip().endswith(" s"):  # the refresh's per-run progress lines
             log("    " + line.strip())
     memory.done.set()
-    _, status, usage = os.wait4(process.pid, 0)
+    status = os.waitpid(process.pid, 0)[1]
     seconds = time.monotonic() - start
     steps = [line.strip() for line in lines if line.startswith("  ") and line.rstrip().endswith(" s")]
     return {"seconds": seconds, "exit_code": os.waitstatus_to_exitcode(status),
-            "peak_rss_mib": max(usage.ru_maxrss, memory.peak_kib) / 1024, "steps": steps[-12:], "tail": lines[-4:]}
+            "peak_rss_mib": memory.peak_kib / 1024, "steps": steps[-12:], "tail": lines[-4:]}
 
 
 def ensure_sample(months: int, seed: int) -> Path:

@@ -713,6 +713,20 @@ def test_the_publication_breakdown_times_every_part_and_changes_nothing(clean_re
     assert sorted(p.name for p in out.iterdir()) == ["analyst.duckdb", "warehouse.duckdb"]
 
 
+def test_the_benchmark_measures_the_memory_of_the_command_not_its_own():
+    """Linux carries the forking process's high-water mark across exec into ru_maxrss; the
+    benchmark's own process holds the warehouse, so a peak read that way would be its own."""
+    from benchmarks import run
+
+    held = bytearray(600 * 2**20)  # this process, large, as the benchmark is when it starts a refresh
+    small = run.timed_command([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    large = run.timed_command([sys.executable, "-c", "import time; b = bytearray(300 * 2**20); time.sleep(0.5)"])
+    measured = run.child("result = {'size': len(bytearray(200 * 2**20))}")
+    assert len(held) and small["peak_rss_mib"] < 100
+    assert 300 < large["peak_rss_mib"] < 400
+    assert 200 < measured["peak_rss_mib"] < 300
+
+
 def test_the_comparison_runs_each_commit_from_its_own_checkout(tmp_path, monkeypatch):
     from benchmarks import compare
 
