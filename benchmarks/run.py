@@ -354,8 +354,9 @@ def write_results(results: dict, landing: Path) -> None:
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; Python "
         f"{platform.python_version()}; {_versions()}.",
         f"Data: `prisonhealth sample --scale national --months {results['months']}` ({landing}).",
-        "Medians over the runs; peak resident memory is that of each measured process with its children: the "
-        "larger of the largest single process and the process tree's summed memory sampled every 0.2 s.",
+        "Medians over the runs; peak resident memory is that of each measured process with its children, "
+        "sampled every 0.2 s: the larger of the largest single process's high-water mark (VmHWM) and the "
+        "process tree's summed resident memory.",
         "A monthly refresh first makes the warehouse forget the month's files, so they are read again as on "
         "delivery.",
         "",
