@@ -27,6 +27,7 @@ def raw_source_asset(table: contract.Table) -> dg.AssetsDefinition:
         partitions_def=MONTHS,
         group_name="sources",
         kinds={"duckdb"},
+        op_tags={"dagster/priority": "1"},  # files first: see assets.validation.conformed_source_asset
         description=f"{table.description} As delivered: text values, NHS number replaced by its HMAC, "
         "file and line of every record. Malformed records go to raw.malformed_records.",
     )

@@ -35,8 +35,12 @@ def verdict(status: str | None, outcome: validation.MonthOutcome | None, thresho
 
 def conformed_source_asset(table: contract.Table) -> dg.AssetsDefinition:
     key = dg.AssetKey(["conformed", table.name])
-    # No dependency on the receptions' month: whichever of the two runs last sets the links.
+    # No dependency on the receptions' month: whichever of the two runs last sets the links (a
+    # receptions month that failed its blocking check must not stop its events loading). In a
+    # job with both, the receptions go first, after every file is loaded, so events are linked
+    # once, as they land, instead of being updated again after the receptions.
     deps = [dg.AssetKey(["raw", table.name]), dg.AssetKey(["conformed", "prisons"])]
+    priority = "0" if table.name == "reception_screening" else "-1"
 
     @dg.asset(
         key=key,
@@ -44,6 +48,7 @@ def conformed_source_asset(table: contract.Table) -> dg.AssetsDefinition:
         group_name="validation",
         kinds={"duckdb", "great_expectations"},
         deps=deps,
+        op_tags={"dagster/priority": priority},
         check_specs=[dg.AssetCheckSpec(check_name(table), asset=key, blocking=True,
                                        description="Rows of the month's file conform to the data contract; "
                                        "blocks the month when the file was rejected or too many rows are "

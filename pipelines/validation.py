@@ -273,7 +273,12 @@ def validate(conn: duckdb.DuckDBPyConnection, table: contract.Table, month: str 
         conn.execute(f"DELETE FROM conformed.{name} WHERE source_month = ?", [month])
     else:
         conn.execute(f"DELETE FROM conformed.{name}")
-    conn.execute(f"INSERT INTO conformed.{name} ({column_list}) SELECT {column_list} FROM judged WHERE reason IS NULL")
+    valid = f"SELECT {column_list} FROM judged WHERE reason IS NULL"
+    if table.links_to_reception:  # linked as they land to the receptions already loaded
+        conn.execute(f"INSERT INTO conformed.{name} ({column_list}, reception_id) "
+                     f"SELECT {column_list}, linked_reception_id FROM ({linked(table, valid)})")
+    else:
+        conn.execute(f"INSERT INTO conformed.{name} ({column_list}) {valid}")
     conn.execute(f"DELETE FROM quality.quarantine WHERE source = ? AND {_month_filter('month', month)}", [name])
     prison = "prison_code" if "prison_code" in table.column_names else "NULL"
     known_prison = (f"CASE WHEN {prison} IN (SELECT prison_code FROM conformed.prisons) THEN {prison} END"
@@ -357,56 +362,59 @@ def months_affected_by_duplicates(conn, table: contract.Table, month: str) -> li
     return [r[0] for r in rows]
 
 
-def link_events(conn, table: contract.Table, from_month: str, to_month: str | None = None) -> None:
-    """Set `reception_id` on event rows by the contract's linkage rule.
+def linked(table: contract.Table, events: str) -> str:
+    """The rows of `events` (a query over rows of an event table) with the `linked_reception_id`
+    the contract's linkage rule gives them.
 
-    The latest reception of the same person at the same prison at or before the
-    event's primary datetime (ties: greatest reception_id); a departure does not
-    stop linkage. ASOF JOIN finds the latest reception in one pass.
+    The latest reception of the same person at the same prison at or before the event's primary
+    datetime (ties: greatest reception_id); a departure does not stop linkage. ASOF JOIN finds
+    the latest reception in one pass. Only the receptions of the people and prisons in these
+    events can link: filtering them first keeps the cost of a month's linkage from growing with
+    the years of receptions kept.
     """
-    upper = f"AND source_month <= {_quote(to_month)}" if to_month else ""
+    when = _ident(table.primary_datetime)
+    return f"""
+      WITH ev AS ({events})
+      SELECT ev.*, r.reception_id AS linked_reception_id
+      FROM ev
+      ASOF LEFT JOIN (
+        SELECT person_key, prison_code, reception_datetime, max(reception_id) AS reception_id
+        FROM conformed.reception_screening
+        WHERE (person_key, prison_code) IN (SELECT (person_key, prison_code) FROM ev)
+        GROUP BY ALL
+      ) r
+      ON ev.person_key = r.person_key AND ev.prison_code = r.prison_code AND ev.{when} >= r.reception_datetime"""
+
+
+def link_events(conn, table: contract.Table, from_month: str) -> None:
+    """Set `reception_id` on the event rows already loaded from `from_month` on (`linked`): the
+    receptions that landed can change their links."""
     id_col, when = _ident(table.id_column), _ident(table.primary_datetime)
     changes.record(conn, table.name, [m for (m,) in conn.execute(
-        f"SELECT DISTINCT source_month FROM conformed.{table.name} WHERE source_month >= ? {upper} ORDER BY 1",
+        f"SELECT DISTINCT source_month FROM conformed.{table.name} WHERE source_month >= ? ORDER BY 1",
         [from_month]).fetchall()])
-    # Only the receptions of the people and prisons in these events can link: filtering them
-    # first keeps the cost of a month's linkage from growing with the years of receptions kept.
+    events = (f"SELECT {id_col}, person_key, prison_code, {when} FROM conformed.{table.name} "
+              f"WHERE source_month >= {_quote(from_month)}")
     conn.execute(f"""
-        UPDATE conformed.{table.name} AS e SET reception_id = l.reception_id
-        FROM (
-          WITH ev AS (SELECT {id_col}, person_key, prison_code, {when} AS at FROM conformed.{table.name}
-                      WHERE source_month >= {_quote(from_month)} {upper})
-          SELECT ev.{id_col} AS event_id, r.reception_id
-          FROM ev
-          ASOF LEFT JOIN (
-            SELECT person_key, prison_code, reception_datetime, max(reception_id) AS reception_id
-            FROM conformed.reception_screening
-            WHERE (person_key, prison_code) IN (SELECT (person_key, prison_code) FROM ev)
-            GROUP BY ALL
-          ) r
-          ON ev.person_key = r.person_key AND ev.prison_code = r.prison_code AND ev.at >= r.reception_datetime
-        ) l
-        WHERE e.{id_col} = l.event_id AND e.source_month >= {_quote(from_month)}
-          {upper.replace('source_month', 'e.source_month')}
+        UPDATE conformed.{table.name} AS e SET reception_id = l.linked_reception_id
+        FROM ({linked(table, events)}) l
+        WHERE e.{id_col} = l.{id_col} AND e.source_month >= {_quote(from_month)}
     """)
 
 
 def validate_partition(conn, table: contract.Table, month: str) -> tuple[MonthOutcome, list[str]]:
     """Validate a source month and everything its arrival changes elsewhere.
 
-    Later months whose duplicate verdicts depend on this month are judged again,
-    and reception links are refreshed (new receptions can change the link of any
-    later event). Returns the month's outcome and the later months revalidated.
+    Later months whose duplicate verdicts depend on this month are judged again (their
+    events linked again as they are), and a receptions month refreshes the links of the events
+    already loaded from it on (new receptions can change the link of any later event). Returns
+    the month's outcome and the later months revalidated.
     """
     outcome = validate(conn, table, month)
     later = months_affected_by_duplicates(conn, table, month)
     for other in later:
         validate(conn, table, other)
-    if table.links_to_reception:
-        link_events(conn, table, month, month)
-        for other in later:
-            link_events(conn, table, other, other)
-    elif table.name == "reception_screening":
+    if table.name == "reception_screening":
         for source in contract.SOURCES:
             if source.links_to_reception:
                 link_events(conn, source, month)

@@ -157,10 +157,11 @@ def test_events_link_to_the_latest_reception_at_the_same_prison(tmp_path):
                     + "T4,9434765919,XAA,2024-01-20T10:00,symptom_screen,negative\n"  # tie: greatest reception_id
                     + "T5,4010232137,XAA,2024-01-21T10:00,symptom_screen,negative\n")  # another person
     landing.deliver("tb_screening", "2024-02", tb + "T6,9434765919,XAA,2024-02-03T10:00,symptom_screen,negative\n")
-    # Events arrive before the receptions they link to: links are set when receptions land.
-    landing.load("tb_screening", "2024-02")
+    # January's events arrive before the receptions they link to: their links are set when the
+    # receptions land. February's arrive after them: they are linked as they land.
     landing.load("tb_screening", "2024-01")
     landing.load("reception_screening", "2024-01")
+    landing.load("tb_screening", "2024-02")
     links = dict(landing.conn.execute("SELECT tb_event_id, reception_id FROM conformed.tb_screening").fetchall())
     assert links == {"T0": None, "T1": "R1", "T2": "R1", "T3": "R2", "T4": "R4", "T5": None, "T6": "R4"}
 

@@ -637,6 +637,19 @@ def test_a_refresh_starts_the_suites_once_its_sources_are_loaded(clean_refresh):
                       "pipelines.spreadsheet: work handed to a warm child"]
 
 
+def test_a_refresh_validates_each_months_receptions_after_its_files_and_before_its_events(clean_refresh):
+    """The order the clean refresh's log gives each source month's steps in (that of their ends): the
+    events are validated after the receptions they link to, so they are linked once, as they land."""
+    log_file = min((clean_refresh.out / "logs").glob("refresh-*.log"))
+    orders = [[step.split()[0] for step in line.partition(" steps: ")[2].split(", ")]
+              for line in log_file.read_text().splitlines() if "] sources 2024-0" in line and " steps: " in line]
+    events = [f"conformed__{t.name}" for t in contract.SOURCES if t.links_to_reception]
+    assert len(orders) == 3
+    for order in orders:
+        assert sorted(order[:5]) == sorted(f"raw__{t.name}" for t in contract.SOURCES)
+        assert order[5] == "conformed__reception_screening" and sorted(order[6:]) == sorted(events)
+
+
 def test_the_audit_started_ahead_gives_the_audit_in_process_unless_its_tables_changed_since(clean_refresh, tmp_path,
                                                                                           caplog):
     import logging
