@@ -12,6 +12,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from pipelines import children, ingest, operations, pseudonymise, resources, set
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # The modules of the second processes a publishing refresh hands work to (pipelines.children).
 AUDIT_CHILD, WORKBOOK_CHILD = "pipelines.expectations", "pipelines.spreadsheet"
+SOURCES_CHECKPOINT_THRESHOLD = "1GB"
 
 log = logging.getLogger("prisonhealth.refresh")
 
@@ -133,12 +135,13 @@ def run_refresh(landing: Path, out: Path, months_spec: str | None = None,
     jobs = downstream_jobs(defs, available, months)
     publishing = any(job_name == "publication_job" for job_name, *_ in jobs)
     run("reference_job", "reference tables")
-    for i, month in enumerate(months, start=1):
-        if publishing and i == len(months):  # GX imports beside the last month's loading; its suites start next
-            children.warm(AUDIT_CHILD)
-        if i < len(months):  # the next month's files are read while this month's are loaded
-            _read_ahead(out, landing, months[i])
-        run("ingest_job", f"[{i}/{len(months)}] sources {month}", partition_key=month)
+    with _checkpointed_once(out):
+        for i, month in enumerate(months, start=1):
+            if publishing and i == len(months):  # GX imports beside the last month's loading; its suites start next
+                children.warm(AUDIT_CHILD)
+            if i < len(months):  # the next month's files are read while this month's are loaded
+                _read_ahead(out, landing, months[i])
+            run("ingest_job", f"[{i}/{len(months)}] sources {month}", partition_key=month)
     ingest.drop_reads_ahead()
     if publishing:
         _audit_ahead(out, refresh_id)
@@ -183,6 +186,27 @@ def _finish_history(out: Path, instance: dg.DagsterInstance, refresh_id: str) ->
             operations.sync_run_history(conn, instance, out, current_refresh=refresh_id, refreshes=[refresh_id])
     except Exception:  # noqa: BLE001
         log.warning("could not record the end of refresh %s\n%s", refresh_id, traceback.format_exc())
+
+
+@contextmanager
+def _checkpointed_once(out: Path, threshold: str = SOURCES_CHECKPOINT_THRESHOLD):
+    """Let the source months' write-ahead log grow to `threshold`, then checkpoint once.
+
+    At DuckDB's default (16 MiB) most of a national month's commits checkpoint the warehouse,
+    at a cost that grows with the years kept. Only the source months: left in the log, the
+    indicators' and the publication's large writes cost more in the closing checkpoint than the
+    checkpoints they saved (docs/decisions.md, Checkpoints).
+    """
+    def setting(sql: str) -> None:
+        with _warehouse(out).get_connection() as conn:
+            conn.execute(sql)
+
+    setting(f"SET checkpoint_threshold = '{threshold}'")
+    try:
+        yield
+    finally:
+        setting("RESET checkpoint_threshold")
+        setting("CHECKPOINT")
 
 
 def _read_ahead(out: Path, landing: Path, month: str) -> None:

@@ -23,7 +23,6 @@ DEFAULT_OUT = Path("out")
 DEFAULT_FIRST_MONTH = "2015-04"
 DEFAULT_QUARANTINE_THRESHOLD = 0.05
 DEFAULT_DUCKDB_MEMORY = "2GB"
-CHECKPOINT_THRESHOLD = "1GB"
 
 
 def landing_dir() -> Path:
@@ -39,18 +38,9 @@ def quarantine_threshold() -> float:
 
 
 def duckdb_config() -> dict[str, str]:
-    """Settings for every warehouse connection.
-
-    - memory: DuckDB's own default (80% of RAM) lets one national query take most of the
-      machine; the cap makes it spill instead.
-    - checkpoints: at DuckDB's default, a write-ahead log of 16 MiB, a national month's commits
-      each checkpoint the warehouse, whose cost grows with the years kept. A refresh holds the
-      warehouse open (pipelines.resources) and checkpoints when it closes it, and a database
-      attached to it (the analysts') is checkpointed when detached, so the log can grow to 1 GB
-      between checkpoints; a refresh that is killed leaves it to be replayed at the next open.
-    """
-    return {"memory_limit": os.environ.get("PRISONHEALTH_DUCKDB_MEMORY") or DEFAULT_DUCKDB_MEMORY,
-            "checkpoint_threshold": CHECKPOINT_THRESHOLD}
+    """Settings for every warehouse connection. DuckDB's own default (80% of RAM) lets one
+    national query take most of the machine; the cap makes it spill instead."""
+    return {"memory_limit": os.environ.get("PRISONHEALTH_DUCKDB_MEMORY") or DEFAULT_DUCKDB_MEMORY}
 
 
 def months_in_landing(landing_path: Path) -> list[str]:

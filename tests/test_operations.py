@@ -1155,3 +1155,24 @@ def test_revalidating_an_unchanged_reference_table_records_no_change(clean_refre
         validation.validate(conn, prisons, None)
     assert recorded() == before + 1
     conn.close()
+
+
+def test_the_source_months_checkpoint_the_warehouse_once_at_their_end(tmp_path):
+    """While a refresh loads its source months the write-ahead log is left to grow (1 GB), then
+    the warehouse is checkpointed and DuckDB's default threshold is back for the rest."""
+    from pipelines import resources
+
+    wal = tmp_path / "warehouse.duckdb.wal"
+    try:
+        with refresh._warehouse(tmp_path).get_connection() as conn:
+            default = conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+            conn.execute("CHECKPOINT")
+            with refresh._checkpointed_once(tmp_path):
+                assert conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0] == "953.6 MiB"
+                conn.execute("CREATE TABLE pipeline.rows AS SELECT range AS i FROM range(300000)")
+                assert wal.stat().st_size > 0  # committed, not checkpointed
+            assert conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0] == default
+            assert not wal.exists() or wal.stat().st_size == 0
+            assert conn.execute("SELECT count(*) FROM pipeline.rows").fetchone()[0] == 300000
+    finally:
+        resources.release(tmp_path / "warehouse.duckdb")
