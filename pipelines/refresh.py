@@ -189,24 +189,23 @@ def _finish_history(out: Path, instance: dg.DagsterInstance, refresh_id: str) ->
 
 
 @contextmanager
-def _checkpointed_once(out: Path, threshold: str = SOURCES_CHECKPOINT_THRESHOLD):
-    """Let the source months' write-ahead log grow to `threshold`, then checkpoint once.
+def _checkpointed_once(out: Path):
+    """Let the source months' write-ahead log grow to SOURCES_CHECKPOINT_THRESHOLD, then
+    checkpoint once.
 
     At DuckDB's default (16 MiB) most of a national month's commits checkpoint the warehouse,
     at a cost that grows with the years kept. Only the source months: left in the log, the
     indicators' and the publication's large writes cost more in the closing checkpoint than the
     checkpoints they saved (docs/decisions.md, Checkpoints).
     """
-    def setting(sql: str) -> None:
-        with _warehouse(out).get_connection() as conn:
-            conn.execute(sql)
-
-    setting(f"SET checkpoint_threshold = '{threshold}'")
+    with _warehouse(out).get_connection() as conn:
+        conn.execute(f"SET checkpoint_threshold = '{SOURCES_CHECKPOINT_THRESHOLD}'")
     try:
         yield
     finally:
-        setting("RESET checkpoint_threshold")
-        setting("CHECKPOINT")
+        with _warehouse(out).get_connection() as conn:
+            conn.execute("RESET checkpoint_threshold")
+            conn.execute("CHECKPOINT")
 
 
 def _read_ahead(out: Path, landing: Path, month: str) -> None:
