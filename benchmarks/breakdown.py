@@ -13,7 +13,10 @@
   this process here; a refresh writes it in a second one), then the same workbook written by
   gptables' own worksheet class instead of `pipelines.workbook_writer`'s;
 - the analysts' database update on a copy of `analyst.duckdb` (deleted afterwards): the
-  latest three months' member rows, every other table, and the commit.
+  latest three months' member rows, every other table, and the commit;
+- as a backfill's report does, the counts by reason of every month's member rows, written all
+  at once and a month at a time (`drilldown._insert_reason_counts`), twice in turns, in
+  transactions that are rolled back.
 
 In a refresh some overlap: the workbook is written by a second process beside the report's
 pages, the Great Expectations suites by another beside the indicator months, and the analysts'
@@ -42,6 +45,7 @@ from pipelines import (
     benchmarking,
     changes,
     contract,
+    drilldown,
     indicators,
     publication,
     report,
@@ -135,6 +139,19 @@ def analyst_parts(conn: duckdb.DuckDBPyConnection, analyst: Path, months: list[s
         copy.unlink(missing_ok=True)
 
 
+def backfill_parts(conn: duckdb.DuckDBPyConnection, times: dict[str, float]) -> None:
+    ways = {"all at once": lambda: conn.execute(
+                f"INSERT INTO pipeline.reason_counts {drilldown.REASON_COUNTS_SQL.format(scope='true')}"),
+            "a month at a time": lambda: drilldown._insert_reason_counts(conn, "true")}
+    conn.execute(drilldown.CACHE_DDL)
+    for turn in (1, 2):  # in turns, so a drift of the machine or a warmer cache falls on both
+        for way, work in ways.items():
+            conn.execute("BEGIN")
+            conn.execute("DELETE FROM pipeline.reason_counts")
+            _timed(times, f"counts by reason of every month, {way} ({turn})", work)
+            conn.execute("ROLLBACK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=CACHE / "bench-work" / "full120",
@@ -154,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         report_parts(conn, Path(scratch), times)
         if (args.out / "analyst.duckdb").exists():
             analyst_parts(conn, args.out / "analyst.duckdb", months, Path(scratch), times)
+        backfill_parts(conn, times)
     log(f"timed {len(times)} parts in {sum(times.values()):.1f} s, each alone")
     return 0
 
