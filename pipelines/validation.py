@@ -194,15 +194,24 @@ def judge_sql(table: contract.Table, rows: str | None = None) -> str:
     if keys:
         key_cols = ", ".join(_ident(k) for k in keys[0])
         order = "source_month, source_line" if table.is_event else "source_line"
-        # Only ids present in the judged rows matter; earlier rows anywhere in the table can own them.
-        scope = f"WHERE ({key_cols}) IN (SELECT ({key_cols}) FROM raw.{table.name} r {where})" if rows else ""
+        ranked = f"raw.{table.name}"  # a reference table: all its rows
+        if rows:
+            # Only the judged rows' ids matter (earlier rows anywhere in the table can own them), and of
+            # those only the ids that occur more than once: ranking just their rows instead of every row
+            # of a national month took validating one from 0.66 to 0.31 s (docs/decisions.md, Validation).
+            ranked = f"""(
+              WITH candidates AS MATERIALIZED (
+                SELECT {key_cols}, {order}, source_file FROM raw.{table.name}
+                WHERE ({key_cols}) IN (SELECT ({key_cols}) FROM raw.{table.name} r {where}))
+              SELECT * FROM candidates
+              WHERE ({key_cols}) IN (SELECT ({key_cols}) FROM candidates GROUP BY {key_cols} HAVING count(*) > 1))"""
         join = f"""
         LEFT JOIN (
           SELECT {key_cols}, source_file, source_line,
                  first_value(source_file) OVER w AS first_seen_file,
                  first_value(source_line) OVER w AS first_seen_line,
                  row_number() OVER w AS occurrence
-          FROM raw.{table.name} {scope}
+          FROM {ranked}
           WINDOW w AS (PARTITION BY {key_cols} ORDER BY {order})
         ) d USING ({key_cols}, source_file, source_line)"""
         first = ("CASE WHEN d.occurrence > 1 THEN d.first_seen_file END AS first_file, "
