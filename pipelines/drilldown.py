@@ -483,23 +483,19 @@ def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy 
         if members_available(conn):
             _insert_reason_counts(conn, scope)
         # Only the changed months are read; the reasons' roles come from a summary of every month.
-        counts = _typed_counts(conn.execute(
-            f"SELECT * FROM pipeline.reason_counts WHERE {scope} ORDER BY {_COUNT_ORDER}").df())
         summary = conn.execute(REASON_SUMMARY_SQL).df()
         published = published_prison_months(conn)
-        if dates is not None:
-            published = published[published["month"].isin(dates)]
-        shown = (publishable_reason_counts(counts, policy, published=published, months=dates, summary=summary)
-                 if len(counts) else _empty_publishable())
         conn.execute(f"DELETE FROM pipeline.breakdowns WHERE {scope}")
-        if len(shown):
-            conn.register("_bd_shown", shown)
-            columns = ", ".join(PUBLISHABLE_COLUMNS)
-            conn.execute(f"INSERT INTO pipeline.breakdowns ({columns}) SELECT {columns} FROM _bd_shown")
-            conn.unregister("_bd_shown")
+        counted = [m for (m,) in conn.execute(
+            f"SELECT DISTINCT month FROM pipeline.reason_counts WHERE {scope} ORDER BY 1").fetchall()]
+        for batch in (counted[i:i + BREAKDOWN_BATCH_MONTHS] for i in range(0, len(counted), BREAKDOWN_BATCH_MONTHS)):
+            _insert_breakdowns(conn, batch, policy, published, summary)
         conn.execute("DROP TABLE _bd_months")
     changes.advance(conn, CONSUMER, pending.upto)
     return "all" if everything else ", ".join(sorted(months)) or "none"
+
+
+BREAKDOWN_BATCH_MONTHS = 12
 
 
 def _insert_reason_counts(conn: duckdb.DuckDBPyConnection, scope: str) -> None:
@@ -507,11 +503,32 @@ def _insert_reason_counts(conn: duckdb.DuckDBPyConnection, scope: str) -> None:
 
     Over every month at once (a backfill), the distinct count of units groups tens of millions
     of rows in one hash table: on 120 national months that took 40 s, against 17 s a month at
-    a time (docs/decisions.md, Performance).
+    a time (docs/decisions.md, Publication).
     """
     for (month,) in conn.execute(
             f"SELECT DISTINCT month FROM indicators.members WHERE {scope} ORDER BY 1").fetchall():
         conn.execute(f"INSERT INTO pipeline.reason_counts {REASON_COUNTS_SQL.format(scope='month = ?')}", [month])
+
+
+def _insert_breakdowns(conn: duckdb.DuckDBPyConnection, months: list, policy: DisclosurePolicy,
+                       published: pd.DataFrame, summary: pd.DataFrame) -> None:
+    """Protect and store the counts of a batch of months.
+
+    In batches, because protecting ten years at once held about a gigabyte of Python objects
+    beside DuckDB's cache (docs/decisions.md, Publication); a month's result does not depend on
+    the other months it is protected with (`publishable_reason_counts`, with `summary`).
+    """
+    counts = _typed_counts(conn.execute(
+        f"SELECT * FROM pipeline.reason_counts WHERE list_contains(?, month) ORDER BY {_COUNT_ORDER}",
+        [months]).df())
+    dates = set(counts["month"])
+    shown = publishable_reason_counts(counts, policy, published=published[published["month"].isin(dates)],
+                                      months=dates, summary=summary)
+    if len(shown):
+        conn.register("_bd_shown", shown)
+        columns = ", ".join(PUBLISHABLE_COLUMNS)
+        conn.execute(f"INSERT INTO pipeline.breakdowns ({columns}) SELECT {columns} FROM _bd_shown")
+        conn.unregister("_bd_shown")
 
 
 _COUNT_ORDER = "indicator_id, month, prison_code NULLS LAST, unit_type, reason"

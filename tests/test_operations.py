@@ -1083,13 +1083,13 @@ def test_a_month_blocked_on_recompute_is_withdrawn_by_the_next_publication(clean
     assert pending.months_of(changes.INDICATORS) == {"2024-02"}
 
 
-def test_the_cached_counts_by_reason_equal_a_computation_over_every_month(clean_refresh, tmp_path):
+def test_the_cached_counts_by_reason_equal_a_computation_over_every_month(clean_refresh, tmp_path, monkeypatch):
     import shutil
 
     import duckdb
 
     from assets.publication import BY_CODE
-    from pipelines import drilldown, indicators, publication
+    from pipelines import changes, drilldown, indicators, publication
     from pipelines.resources import transaction
 
     warehouse = tmp_path / "warehouse.duckdb"
@@ -1109,15 +1109,25 @@ def test_the_cached_counts_by_reason_equal_a_computation_over_every_month(clean_
         for month in ("2024-02", "2024-03"):
             indicators.compute_month(conn, month)
     assert drilldown.cached_breakdowns(conn) is None  # out of date until updated
+
+    def assert_cached_equal_everything() -> None:
+        cached, codes = drilldown.cached_breakdowns(conn)
+        everything = drilldown.breakdowns(conn)
+        assert codes == set(drilldown.reason_counts(conn)["indicator_id"])
+        assert len(cached) == len(everything) > 0
+        columns = list(drilldown.PUBLISHABLE_COLUMNS)
+        for got, want in zip(cached[columns].astype(object).itertuples(index=False),
+                             everything[columns].astype(object).itertuples(index=False), strict=True):
+            assert [None if pd_isna(v) else v for v in got] == [None if pd_isna(v) else v for v in want]
+
     assert refresh_caches() == "2024-02, 2024-03"
-    cached, codes = drilldown.cached_breakdowns(conn)
-    everything = drilldown.breakdowns(conn)
-    assert codes == set(drilldown.reason_counts(conn)["indicator_id"])
-    assert len(cached) == len(everything) > 0
-    columns = list(drilldown.PUBLISHABLE_COLUMNS)
-    for got, want in zip(cached[columns].astype(object).itertuples(index=False),
-                         everything[columns].astype(object).itertuples(index=False), strict=True):
-        assert [None if pd_isna(v) else v for v in got] == [None if pd_isna(v) else v for v in want]
+    assert_cached_equal_everything()
+    # Every month again, as after a backfill, each month protected in a batch of its own
+    monkeypatch.setattr(drilldown, "BREAKDOWN_BATCH_MONTHS", 1)
+    with transaction(conn):
+        changes.forget(conn, drilldown.CONSUMER)
+    assert refresh_caches() == "all"
+    assert_cached_equal_everything()
     conn.close()
 
 
