@@ -197,8 +197,8 @@ def judge_sql(table: contract.Table, rows: str | None = None) -> str:
         ranked = f"raw.{table.name}"  # a reference table: all its rows
         if rows:
             # Only the judged rows' ids matter (earlier rows anywhere in the table can own them), and of
-            # those only the ids that occur more than once: ranking just their rows instead of every row
-            # of a national month took validating one from 0.66 to 0.31 s (docs/decisions.md, Validation).
+            # those only the ids that occur more than once: only their rows are ranked, not every row
+            # of the month (docs/decisions.md, Validation).
             ranked = f"""(
               WITH candidates AS MATERIALIZED (
                 SELECT {key_cols}, {order}, source_file FROM raw.{table.name}
