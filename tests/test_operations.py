@@ -740,6 +740,29 @@ def test_the_benchmark_measures_the_memory_of_the_command_not_its_own():
     assert 200 < measured["peak_rss_mib"] < 300
 
 
+def test_the_step_summary_sums_each_assets_steps_and_shows_whether_source_months_grow(tmp_path, capsys):
+    from benchmarks import steps
+
+    def line(second: int, label: str, parts: str) -> str:
+        return f"2026-11-27 10:{second // 60:02d}:{second % 60:02d},000 INFO prisonhealth.refresh: {label} steps: {parts}"
+
+    lines = [line(0, "reference tables", "conformed__prisons 0.3 s"), "a line that is not a step line"]
+    for i in range(1, 22):  # 21 source months, the later ones slower: 1.0 s of validation, 1.5 s from month 21
+        lines.append(line(3 * i, f"[{i}/21] sources 2015-{i:02d}",
+                          f"raw__prescribing 0.5 s, conformed__prescribing {1.5 if i > 20 else 1.0} s"))
+    lines += [line(70, "[1/1] indicators 2016-09", "indicator_month 2.5 s"),
+              line(100, "publication", "report 20.0 s, analyst_database 9.5 s")]
+    log = tmp_path / "refresh.log"
+    log.write_text("\n".join(lines))
+    assert steps.main([str(log)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "sources: 21 run(s), 63.0 s wall, steps 32.0 s" in printed
+    assert "indicators: 1 run(s), 7.0 s wall, steps 2.5 s" in printed
+    assert "publication: 1 run(s), 30.0 s wall, steps 29.5 s" in printed
+    assert [p.split() for p in printed if "conformed__prescribing" in p][-1] == ["conformed__prescribing", "1.00", "1.50"]
+    assert [p.split() for p in printed if p.strip().startswith("step")][-1] == ["step", "1-20", "21-21"]
+
+
 def test_the_comparison_runs_each_commit_from_its_own_checkout(tmp_path, monkeypatch):
     from benchmarks import compare
 
