@@ -495,15 +495,15 @@ def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy 
     return "all" if everything else ", ".join(sorted(months)) or "none"
 
 
-BREAKDOWN_BATCH_MONTHS = 12
+BREAKDOWN_BATCH_MONTHS = 12  # months protected together (`_insert_breakdowns`)
 
 
 def _insert_reason_counts(conn: duckdb.DuckDBPyConnection, scope: str) -> None:
     """Count the members of the months in `scope` by reason, one month at a time.
 
     Over every month at once (a backfill), the distinct count of units groups tens of millions
-    of rows in one hash table: on 120 national months that took 40 s, against 17 s a month at
-    a time (docs/decisions.md, Publication).
+    of rows in one hash table, which slows down more than in proportion (docs/decisions.md,
+    Publication; `python -m benchmarks.breakdown` times both ways).
     """
     for (month,) in conn.execute(
             f"SELECT DISTINCT month FROM indicators.members WHERE {scope} ORDER BY 1").fetchall():
@@ -514,9 +514,10 @@ def _insert_breakdowns(conn: duckdb.DuckDBPyConnection, months: list, policy: Di
                        published: pd.DataFrame, summary: pd.DataFrame) -> None:
     """Protect and store the counts of a batch of months.
 
-    In batches, because protecting ten years at once held about a gigabyte of Python objects
-    beside DuckDB's cache (docs/decisions.md, Publication); a month's result does not depend on
-    the other months it is protected with (`publishable_reason_counts`, with `summary`).
+    In batches, because protecting ten years at once held all their counts as Python objects
+    beside DuckDB's cache, and took a backfill over its memory target (docs/decisions.md,
+    Publication); a month's result does not depend on the other months it is protected with
+    (`publishable_reason_counts`, with `summary`).
     """
     counts = _typed_counts(conn.execute(
         f"SELECT * FROM pipeline.reason_counts WHERE list_contains(?, month) ORDER BY {_COUNT_ORDER}",

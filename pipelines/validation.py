@@ -400,8 +400,8 @@ def link_events(conn, table: contract.Table, from_month: str) -> None:
     receptions that landed can change their links.
 
     In a refresh the events of a month are validated after its receptions, so there is usually
-    nothing to link: the UPDATE is skipped then, as even an empty one costs a scan of the whole
-    table (about 1 s for 10 years of prescribing).
+    nothing to link: the UPDATE is skipped then, as even one that changes nothing scans the whole
+    table (docs/decisions.md, Validation).
     """
     id_col, when = _ident(table.id_column), _ident(table.primary_datetime)
     months = [m for (m,) in conn.execute(

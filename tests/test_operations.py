@@ -744,7 +744,8 @@ def test_the_step_summary_sums_each_assets_steps_and_shows_whether_source_months
     from benchmarks import steps
 
     def line(second: int, label: str, parts: str) -> str:
-        return f"2026-11-27 10:{second // 60:02d}:{second % 60:02d},000 INFO prisonhealth.refresh: {label} steps: {parts}"
+        when = f"2026-11-27 10:{second // 60:02d}:{second % 60:02d},000"
+        return f"{when} INFO prisonhealth.refresh: {label} steps: {parts}"
 
     lines = [line(0, "reference tables", "conformed__prisons 0.3 s"), "a line that is not a step line"]
     for i in range(1, 22):  # 21 source months, the later ones slower: 1.0 s of validation, 1.5 s from month 21
@@ -759,7 +760,8 @@ def test_the_step_summary_sums_each_assets_steps_and_shows_whether_source_months
     assert "sources: 21 run(s), 63.0 s wall, steps 32.0 s" in printed
     assert "indicators: 1 run(s), 7.0 s wall, steps 2.5 s" in printed
     assert "publication: 1 run(s), 30.0 s wall, steps 29.5 s" in printed
-    assert [p.split() for p in printed if "conformed__prescribing" in p][-1] == ["conformed__prescribing", "1.00", "1.50"]
+    by_block = [p.split() for p in printed if "conformed__prescribing" in p][-1]
+    assert by_block == ["conformed__prescribing", "1.00", "1.50"]
     assert [p.split() for p in printed if p.strip().startswith("step")][-1] == ["step", "1-20", "21-21"]
 
 
