@@ -480,14 +480,11 @@ def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy 
             conn.executemany("INSERT INTO _bd_months VALUES (?)", [(d,) for d in sorted(dates)])
         scope = "true" if everything else "month IN (SELECT month FROM _bd_months)"
         conn.execute(f"DELETE FROM pipeline.reason_counts WHERE {scope}")
-        if members_available(conn):
-            _insert_reason_counts(conn, scope)
+        counted = _insert_reason_counts(conn, scope) if members_available(conn) else []
         # Only the changed months are read; the reasons' roles come from a summary of every month.
         summary = conn.execute(REASON_SUMMARY_SQL).df()
         published = published_prison_months(conn)
         conn.execute(f"DELETE FROM pipeline.breakdowns WHERE {scope}")
-        counted = [m for (m,) in conn.execute(
-            f"SELECT DISTINCT month FROM pipeline.reason_counts WHERE {scope} ORDER BY 1").fetchall()]
         for batch in (counted[i:i + BREAKDOWN_BATCH_MONTHS] for i in range(0, len(counted), BREAKDOWN_BATCH_MONTHS)):
             _insert_breakdowns(conn, batch, policy, published, summary)
         conn.execute("DROP TABLE _bd_months")
@@ -498,16 +495,19 @@ def update_breakdowns(conn: duckdb.DuckDBPyConnection, policy: DisclosurePolicy 
 BREAKDOWN_BATCH_MONTHS = 12  # months protected together (`_insert_breakdowns`)
 
 
-def _insert_reason_counts(conn: duckdb.DuckDBPyConnection, scope: str) -> None:
-    """Count the members of the months in `scope` by reason, one month at a time.
+def _insert_reason_counts(conn: duckdb.DuckDBPyConnection, scope: str) -> list:
+    """Count the members of the months in `scope` by reason, one month at a time; returns the
+    months counted (those with member rows), in order.
 
     Over every month at once (a backfill), the distinct count of units groups tens of millions
     of rows in one hash table, which slows down more than in proportion (docs/decisions.md,
     Publication; `python -m benchmarks.breakdown` times both ways).
     """
-    for (month,) in conn.execute(
-            f"SELECT DISTINCT month FROM indicators.members WHERE {scope} ORDER BY 1").fetchall():
+    months = [m for (m,) in conn.execute(
+        f"SELECT DISTINCT month FROM indicators.members WHERE {scope} ORDER BY 1").fetchall()]
+    for month in months:
         conn.execute(f"INSERT INTO pipeline.reason_counts {REASON_COUNTS_SQL.format(scope='month = ?')}", [month])
+    return months
 
 
 def _insert_breakdowns(conn: duckdb.DuckDBPyConnection, months: list, policy: DisclosurePolicy,
@@ -522,7 +522,7 @@ def _insert_breakdowns(conn: duckdb.DuckDBPyConnection, months: list, policy: Di
     counts = _typed_counts(conn.execute(
         f"SELECT * FROM pipeline.reason_counts WHERE list_contains(?, month) ORDER BY {_COUNT_ORDER}",
         [months]).df())
-    dates = set(counts["month"])
+    dates = set(months)
     shown = publishable_reason_counts(counts, policy, published=published[published["month"].isin(dates)],
                                       months=dates, summary=summary)
     if len(shown):
