@@ -167,8 +167,15 @@ def _insert_raw(conn, table: contract.Table, month: str | None, relative: str, r
         conn.execute(f"INSERT INTO raw.{table.name} ({names}) SELECT {names} FROM incoming_rows")
     finally:
         conn.unregister("incoming_rows")
-    if read.malformed:
-        conn.executemany(
-            "INSERT INTO raw.malformed_records VALUES (?, ?, ?, ?, ?, ?)",
-            [(table.name, month, relative, m.line, m.detail, m.original_row) for m in read.malformed],
-        )
+    if read.malformed:  # one statement: executemany runs one INSERT per record, about 1.5 ms each
+        malformed = pa.table({
+            "line": pa.array([m.line for m in read.malformed], pa.int32()),
+            "detail": [m.detail for m in read.malformed],
+            "original_row": [m.original_row for m in read.malformed],
+        })
+        conn.register("incoming_malformed", malformed)
+        try:
+            conn.execute("INSERT INTO raw.malformed_records SELECT ?, ?, ?, line, detail, original_row "
+                         "FROM incoming_malformed", [table.name, month, relative])
+        finally:
+            conn.unregister("incoming_malformed")
