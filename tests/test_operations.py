@@ -726,6 +726,42 @@ def test_the_publication_breakdown_times_every_part_and_changes_nothing(clean_re
     assert sorted(p.name for p in out.iterdir()) == ["analyst.duckdb", "warehouse.duckdb"]
 
 
+@pytest.mark.slow
+def test_the_storage_benchmark_writes_each_case_twice_and_only_reads_the_warehouse(clean_refresh, tmp_path, capsys):
+    import re
+    import shutil
+
+    from benchmarks import storage
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copyfile(clean_refresh.out / "warehouse.duckdb", out / "warehouse.duckdb")
+    before = _sha256(out / "warehouse.duckdb")
+    assert storage.main(["--out", str(out), "--months", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    figures = re.compile(r"\]\s+(.+?)\s+(\(\d\) )?\s*([\d.]+) s\s+([\d.]+) MiB\s+([\d,]+) rows$")
+    written = [figures.search(line).groups() for line in printed if figures.search(line)]
+    assert [turn for _, turn, *_ in written] == ["(1) "] * 5 + ["(2) "] * 5 + [None] * 5
+    fastest = {case: (float(mib), int(rows.replace(",", ""))) for case, turn, _, mib, rows in written if not turn}
+    assert list(fastest) == list(storage.CASES)
+    months = [m for (m,) in read(out / "warehouse.duckdb", """
+        SELECT DISTINCT month FROM quality.file_loads
+        WHERE source = 'reception_screening' AND status IN ('loaded', 'unchanged') ORDER BY 1""")]
+    first = months[-3]
+    ((prescribing,),) = read(out / "warehouse.duckdb",
+                             f"SELECT count(*) FROM raw.prescribing WHERE source_month >= '{first}'")
+    ((members,),) = read(out / "warehouse.duckdb",
+                         f"SELECT count(*) FROM indicators.members WHERE month >= DATE '{first}-01'")
+    assert f"writing the rows of {first} to {months[-1]} (3 months)" in printed[0]
+    assert prescribing > 0 and members > 0
+    for case, (_, rows) in fastest.items():
+        assert rows == (members if case.startswith("indicators.members") else prescribing), case
+    assert fastest["raw.prescribing, every column, uncompressed"][0] > fastest["raw.prescribing, every column"][0]
+    assert fastest["indicators.members, uncompressed"][0] > fastest["indicators.members"][0]
+    assert _sha256(out / "warehouse.duckdb") == before
+    assert sorted(p.name for p in out.iterdir()) == ["warehouse.duckdb"]
+
+
 def test_the_benchmark_measures_the_memory_of_the_command_not_its_own():
     """Linux carries the forking process's high-water mark across exec into ru_maxrss; the
     benchmark's own process holds the warehouse, so a peak read that way would be its own."""
