@@ -19,7 +19,6 @@ shorter time of each is reported. The warehouse is only read.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,17 +30,15 @@ from pipelines import indicators, settings
 
 MONTHS = 12
 
+RAW = "SELECT * FROM w.raw.prescribing WHERE source_month >= $first"
+MEMBERS = "SELECT * FROM w.indicators.members WHERE month >= CAST($first || '-01' AS DATE)"
 # case -> (query over the warehouse, attached as w, with $first for the first month; compressed?)
 CASES: dict[str, tuple[str, bool]] = {
-    "raw.prescribing, every column": ("SELECT * FROM w.raw.prescribing WHERE source_month >= $first", True),
-    "raw.prescribing, without original_row": (
-        "SELECT * EXCLUDE (original_row) FROM w.raw.prescribing WHERE source_month >= $first", True),
-    "indicators.members": (
-        "SELECT * FROM w.indicators.members WHERE month >= CAST($first || '-01' AS DATE)", True),
-    "raw.prescribing, every column, uncompressed": (
-        "SELECT * FROM w.raw.prescribing WHERE source_month >= $first", False),
-    "indicators.members, uncompressed": (
-        "SELECT * FROM w.indicators.members WHERE month >= CAST($first || '-01' AS DATE)", False),
+    "raw.prescribing, every column": (RAW, True),
+    "raw.prescribing, without original_row": (RAW.replace("*", "* EXCLUDE (original_row)"), True),
+    "indicators.members": (MEMBERS, True),
+    "raw.prescribing, every column, uncompressed": (RAW, False),
+    "indicators.members, uncompressed": (MEMBERS, False),
 }
 
 
@@ -89,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     log("fastest of each:")
     for case, (seconds, size, rows) in best.items():
         log(f"    {case:<46} {seconds:6.2f} s {size / 2**20:8.1f} MiB {rows:>11,} rows")
-    log(f"wrote {len(CASES)} cases twice; {os.fspath(args.out)} is unchanged")
+    log(f"wrote {len(CASES)} cases twice; {args.out} is unchanged")
     return 0
 
 

@@ -162,20 +162,21 @@ def _insert_raw(conn, table: contract.Table, month: str | None, relative: str, r
 
     arrow = pa.table({k: arrow_column(k, v) for k, v in columns.items()})
     names = ", ".join(f'"{c}"' for c in arrow.column_names)
-    conn.register("incoming_rows", arrow)
-    try:
-        conn.execute(f"INSERT INTO raw.{table.name} ({names}) SELECT {names} FROM incoming_rows")
-    finally:
-        conn.unregister("incoming_rows")
+    _insert_arrow(conn, f"INSERT INTO raw.{table.name} ({names}) SELECT {names} FROM incoming", arrow)
     if read.malformed:  # one statement: executemany runs one INSERT per record, about 1.5 ms each
         malformed = pa.table({
             "line": pa.array([m.line for m in read.malformed], pa.int32()),
             "detail": [m.detail for m in read.malformed],
             "original_row": [m.original_row for m in read.malformed],
         })
-        conn.register("incoming_malformed", malformed)
-        try:
-            conn.execute("INSERT INTO raw.malformed_records SELECT ?, ?, ?, line, detail, original_row "
-                         "FROM incoming_malformed", [table.name, month, relative])
-        finally:
-            conn.unregister("incoming_malformed")
+        _insert_arrow(conn, "INSERT INTO raw.malformed_records SELECT ?, ?, ?, line, detail, original_row "
+                            "FROM incoming", malformed, [table.name, month, relative])
+
+
+def _insert_arrow(conn, sql: str, rows: pa.Table, parameters: list | None = None) -> None:
+    """Run `sql`, which reads `rows` as the view `incoming`."""
+    conn.register("incoming", rows)
+    try:
+        conn.execute(sql, parameters)
+    finally:
+        conn.unregister("incoming")
